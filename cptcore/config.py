@@ -1,0 +1,303 @@
+"""RunConfig: the one contract between the dashboard's forms, YAML files, the `cpt` CLI and the trainer.
+
+Field descriptions are user-facing help: the dashboard shows them next to each widget.
+Imports no torch, so the dashboard starts fast.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ROLES = ("domain", "replay", "instruct")
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; the message names the field and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    """Which pretrained model to continue training."""
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Built-in name (smollm2-135m-instruct: the offline default; tiny-random-llama: for tests), "
+        "a Hugging Face hub id, a local model folder, or a .gguf file.",
+    )
+    kind: Literal["base", "instruct"] = Field(
+        "instruct",
+        description="base: plain-text prompts, higher LR tolerated. instruct: chat template for instruction data, "
+        "2-5x lower LR to keep instruction following.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype for training: auto = bfloat16 on GPUs that support it, else float32."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run model code shipped with a hub model. Only enable for repositories you trust."
+    )
+
+
+class SourceConfig(_Section):
+    """One data source: a file, a folder of files, a bundled set or a hub dataset."""
+    path: str = Field(
+        description="Local .txt/.jsonl/.json/.parquet/.csv file or folder, 'builtin:NAME' for bundled data, "
+        "or a hub dataset id."
+    )
+    format: Literal["auto", "text", "chat"] = Field(
+        "auto", description="text: raw documents, trained on every token. chat: messages or prompt/response records, "
+        "trained on assistant tokens only. auto: decided from the columns."
+    )
+    text_field: str = Field("text", description="Column holding the raw text (text format).")
+    split: str = Field("train", description="Split of a hub dataset.")
+    subset: str | None = Field(None, description="Configuration name of a hub dataset.")
+    streaming: bool = Field(False, description="Stream a hub dataset instead of downloading it whole.")
+    max_rows: int | None = Field(None, gt=0, description="Read at most this many rows (useful for big hub datasets).")
+
+
+class DataConfig(_Section):
+    """Sources for each role of the mix."""
+    domain: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:knowledge_docs")],
+        description="New domain documents the model should learn (raw text; chat records are allowed too).",
+    )
+    replay: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:replay")],
+        description="General text like the model's original pre-training data, replayed to limit forgetting.",
+    )
+    instruct: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:instruct")],
+        description="Instruction/chat examples that keep the model's instruction following.",
+    )
+    seq_len: int = Field(
+        256, ge=16, le=131072,
+        description="Tokens per packed training sequence. Documents are packed end to end with EOS separators, "
+        "so no padding is wasted and no document is truncated.",
+    )
+
+    @field_validator("domain", "replay", "instruct", mode="before")
+    @classmethod
+    def _one_source_as_list(cls, v: Any) -> Any:
+        if isinstance(v, (str, dict)):
+            v = [v]
+        if isinstance(v, list):
+            return [{"path": s} if isinstance(s, str) else s for s in v]
+        return v
+
+
+class MixConfig(_Section):
+    """Each role's share of trained *tokens* (not rows: documents differ in length)."""
+    domain: float = Field(0.85, ge=0, le=1, description="Share of new domain text.")
+    replay: float = Field(
+        0.10, ge=0, le=1,
+        description="Share of general text replayed to limit forgetting: 5-10% for a mild domain shift, "
+        "up to 25% for a strong one (Ibrahim et al. 2024); small models need more.",
+    )
+    instruct: float = Field(
+        0.05, ge=0, le=1, description="Share of instruction data that keeps chat behaviour (1-5% is typical)."
+    )
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "MixConfig":
+        total = self.domain + self.replay + self.instruct
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"mix.domain + mix.replay + mix.instruct must sum to 1, got {total:.3f}")
+        return self
+
+    def shares(self) -> dict[str, float]:
+        return {r: getattr(self, r) for r in ROLES}
+
+
+class TrainConfig(_Section):
+    """Optimisation and budget."""
+    method: Literal["full", "lora"] = Field(
+        "full", description="full: update every weight (learns most, forgets most). "
+        "lora: low-rank adapters (learns less, forgets less; wants ~10x the full fine-tune LR)."
+    )
+    lr: float = Field(
+        5e-5, gt=0, le=1,
+        description="Peak learning rate. Full fine-tuning: instruct 1e-5..5e-5, base 3e-5..1e-4; "
+        "LoRA about 10x higher.",
+    )
+    schedule: Literal["constant", "cosine", "linear", "wsd"] = Field(
+        "cosine", description="LR schedule after warm-up. cosine decays to min_lr_ratio of the peak; "
+        "wsd (warmup-stable-decay) holds the peak and decays over the last decay_ratio of steps."
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps spent warming up the LR (re-warming).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a fraction of the peak (cosine, wsd).")
+    decay_ratio: float = Field(0.2, gt=0, le=1, description="Fraction of steps in the final decay (wsd only).")
+    max_steps: int = Field(50, gt=0, description="Optimizer steps. Instruct models: 100-500 keeps instruction following.")
+    batch_size: int = Field(8, gt=0, description="Sequences per device per forward pass.")
+    grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(0, description="Seed for data order, mixing and initialisation.")
+    log_every_steps: int = Field(1, gt=0, description="Write training metrics every N steps.")
+    save_every_steps: int | None = Field(
+        None, gt=0, description="Checkpoint every N steps (default: only at the end)."
+    )
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.")
+    resume_from: str | None = Field(
+        None, description="Checkpoint folder to resume from, or 'last' for this run's latest checkpoint."
+    )
+    report_to: list[str] = Field(
+        default_factory=list, description="Also report to these trackers (tensorboard, wandb, mlflow)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _str_to_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip() and s.strip() != "none"]
+        return v
+
+    def tokens_per_step(self, seq_len: int) -> int:
+        return self.batch_size * self.grad_accum * seq_len
+
+
+class LoraConfig(_Section):
+    """LoRA adapter settings (used when train.method = lora)."""
+    r: int = Field(16, gt=0, le=4096, description="Adapter rank. Higher learns more; Biderman et al. 2024 use 256.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator; alpha = 2r is a common choice.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list such as [q_proj, v_proj]."
+    )
+    train_embeddings: bool = Field(
+        False, description="Also train the input embeddings and lm_head fully (helps with new vocabulary/domain)."
+    )
+    embedding_lr_ratio: float = Field(
+        0.1, gt=0, le=1, description="LR of embeddings/lm_head relative to train.lr (2-10x smaller is usual)."
+    )
+
+
+class EvalConfig(_Section):
+    """What to evaluate during training, and how often."""
+    evaluators: list[str] = Field(
+        default_factory=lambda: ["domain_ppl", "replay_ppl"],
+        description="Evaluators run at step 0, every every_steps and at the end.",
+    )
+    every_steps: int = Field(25, gt=0, description="Run cheap evaluators (perplexities) every N steps.")
+    max_docs: int = Field(32, gt=0, description="Held-out documents per perplexity evaluation.")
+
+    @field_validator("evaluators", mode="before")
+    @classmethod
+    def _str_to_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+
+class RunConfig(_Section):
+    """One experiment: model, data, mix, training, adapters, evaluation."""
+    name: str = Field("run", description="A short name for the run (shown in the runs table).")
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _roles_have_data(self) -> "RunConfig":
+        for role in ROLES:
+            if getattr(self.mix, role) > 0 and not getattr(self.data, role):
+                raise ValueError(f"mix.{role} is {getattr(self.mix, role)} but data.{role} lists no sources")
+        return self
+
+    # --- YAML ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | None = None) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections (model, data, mix, train, ...)")
+        return cls.from_dict(apply_overrides(raw, overrides or []), source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict, source: str = "config") -> "RunConfig":
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {format_validation_error(e)}") from None
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_yaml(), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> "RunConfig":
+        if isinstance(overrides, dict):
+            overrides = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                         for k, v in overrides.items()]
+        return self.from_dict(apply_overrides(self.to_dict(), overrides), source="--set")
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `section.key=value` strings; values are parsed as YAML (so 2e-5, true, [a, b] work)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: key must look like section.key (e.g. train.lr=2e-5)")
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            parsed = value
+        if parts[0] == "data" and parts[1] in ROLES and len(parts) == 2:
+            parsed = [] if parsed in (None, "", []) else ([{"path": str(parsed)}] if isinstance(parsed, (str, int, float)) else parsed)
+        node = raw
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+            node = nxt
+        node[parts[-1]] = parsed
+    return raw
+
+
+def format_validation_error(e: ValidationError) -> str:
+    """One line per problem, each naming the YAML key ('train.lr: must be > 0, got -1')."""
+    msgs = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], (dict, list)):
+            msg = f"{msg}, got {err['input']!r}"
+        msgs.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(msgs)
+
+
+def help_text(section: str, field: str) -> str:
+    """The description of RunConfig.<section>.<field>, for UI help."""
+    cls = RunConfig.model_fields[section].annotation
+    return cls.model_fields[field].description or ""

