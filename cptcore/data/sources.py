@@ -1,0 +1,149 @@
+"""Read data sources: local files and folders, bundled `builtin:` sets, and hub datasets.
+
+Every problem is a DataError whose message names the file (and line) and what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..config import SourceConfig
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+BUILTIN = {
+    "knowledge_docs": "knowledge/docs.jsonl",          # fictional entities, several paraphrases each
+    "knowledge_heldout": "knowledge/heldout_docs.jsonl",  # one unseen paraphrase per entity (perplexity)
+    "knowledge_qa_train": "knowledge/qa_train.jsonl",  # QA about train-split entities (may be trained on)
+    "knowledge_qa_test": "knowledge/qa_test.jsonl",    # QA about test-split entities (never trained on)
+    "replay": "replay/train.jsonl",                    # general text written by the starting model
+    "replay_heldout": "replay/heldout.jsonl",
+    "instruct": "instruct/train.jsonl",                # general instructions with the model's own answers
+    "instruct_heldout": "instruct/heldout.jsonl",
+}
+SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".parquet", ".csv")
+
+
+class DataError(ValueError):
+    """A data problem the user can fix; the message names the file, line or column."""
+
+
+def local_path(source: SourceConfig) -> Path | None:
+    """The local file or folder behind a source, or None for a hub dataset."""
+    if source.path.startswith("builtin:"):
+        name = source.path.removeprefix("builtin:")
+        if name not in BUILTIN:
+            raise DataError(f"unknown bundled dataset {source.path!r}; bundled: "
+                            + ", ".join(f"builtin:{k}" for k in BUILTIN))
+        return ASSETS / BUILTIN[name]
+    p = Path(source.path).expanduser()
+    if p.exists() or p.suffix in SUFFIXES or source.path.startswith((".", "/", "~")):
+        return p
+    return None
+
+
+def source_files(source: SourceConfig) -> list[Path]:
+    path = local_path(source)
+    if path is None:
+        return []
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in SUFFIXES)
+        if not files:
+            raise DataError(f"{path}: folder has no {'/'.join(SUFFIXES)} files")
+        return files
+    if path.suffix not in SUFFIXES:
+        raise DataError(f"{path}: unsupported file type {path.suffix!r} (use {', '.join(SUFFIXES)})")
+    return [path]
+
+
+def read_records(source: SourceConfig) -> list[dict]:
+    """All rows of a source as dicts (a .txt/.md file is one document in the `text` field)."""
+    files = source_files(source)
+    if not files:
+        rows = _read_hub(source)
+    else:
+        rows = []
+        for f in files:
+            rows.extend(_read_file(f, source.text_field))
+    if source.max_rows:
+        rows = rows[: source.max_rows]
+    if not rows:
+        raise DataError(f"{source.path}: no rows")
+    return rows
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); convert it with iconv -t utf-8") from None
+
+
+def _read_file(path: Path, text_field: str) -> list[dict]:
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    if path.suffix in (".txt", ".md"):
+        text = _read_text(path)
+        if not text.strip():
+            raise DataError(f"{path}: file has only whitespace")
+        return [{text_field: text}]
+    if path.suffix == ".jsonl":
+        rows = []
+        for i, line in enumerate(_read_text(path).splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{i}: malformed JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
+            rows.append(rec)
+        if not rows:
+            raise DataError(f"{path}: file has no records")
+        return rows
+    if path.suffix == ".json":
+        try:
+            data = json.loads(_read_text(path))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        if isinstance(data, dict):
+            data = next((v for v in data.values() if isinstance(v, list)), None)
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise DataError(f"{path}: expected a list of objects (or an object holding one)")
+        return data
+    import pandas as pd
+
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types
+        raise DataError(f"{path}: cannot read {path.suffix} file ({type(e).__name__}: {e})") from None
+    return frame.to_dict(orient="records")
+
+
+def _read_hub(source: SourceConfig) -> list[dict]:
+    from datasets import load_dataset
+
+    try:
+        ds = load_dataset(source.path, source.subset, split=source.split, streaming=source.streaming)
+    except Exception as e:  # noqa: BLE001 - hub errors vary; one line for the user
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{source.path}: not a local file and not loadable from the hub ({first})") from None
+    rows = []
+    for i, rec in enumerate(ds):
+        if source.max_rows and i >= source.max_rows:
+            break
+        rows.append(dict(rec))
+    return rows
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,184 @@
+"""The one training workflow: RunConfig -> HF Trainer on an exact token mix -> metric stream in the run dir.
+
+    cpt train experiments/smoke.yaml --set mix.replay=0.2
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+
+from .config import RunConfig
+from .runs import MetricWriter, Run
+
+SCHEDULES = {  # our names -> HF lr_scheduler_type
+    "constant": "constant_with_warmup",
+    "cosine": "cosine_with_min_lr",
+    "linear": "linear",
+    "wsd": "warmup_stable_decay",
+}
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def training_args(cfg: RunConfig, run: Run, device: str, progress: bool):
+    """TrainingArguments from the config; HF names kept where values pass straight through."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    sched_kwargs = {}
+    if t.schedule == "cosine":
+        sched_kwargs = {"min_lr_rate": t.min_lr_ratio}
+    elif t.schedule == "wsd":
+        sched_kwargs = {"num_decay_steps": max(1, round(t.decay_ratio * t.max_steps)), "min_lr_ratio": t.min_lr_ratio}
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported() and cfg.model.dtype in ("auto", "bfloat16")
+    return TrainingArguments(
+        output_dir=str(run.checkpoints_dir),
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.lr,
+        lr_scheduler_type=SCHEDULES[t.schedule],
+        lr_scheduler_kwargs=sched_kwargs,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a fraction of max_steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        seed=t.seed,
+        logging_steps=t.log_every_steps,
+        save_strategy="steps",
+        save_steps=t.save_every_steps or t.max_steps,
+        save_total_limit=t.save_total_limit,
+        report_to=t.report_to or "none",
+        train_sampling_strategy="sequential",  # the mix order is the schedule: do not reshuffle it
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=device == "cpu",
+        bf16=bf16,
+        ddp_backend="gloo" if device == "cpu" and world_size() > 1 else None,
+        disable_tqdm=not progress,
+        logging_first_step=True,
+    )
+
+
+def make_model(cfg: RunConfig, device: str):
+    """Load the model (fp32 master weights; bf16 autocast on capable GPUs) and wrap it in LoRA if asked."""
+    import torch
+
+    from .models import load_model
+
+    dtype = torch.float32 if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
+    model, tokenizer = load_model(cfg.model, device=device, dtype=dtype)
+    if cfg.train.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lc = cfg.lora
+        extra = ["embed_tokens", "lm_head"] if lc.train_embeddings else None
+        model = get_peft_model(model, LoraConfig(
+            r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
+            modules_to_save=extra, task_type="CAUSAL_LM",
+            ensure_weight_tying=bool(extra) and bool(model.config.tie_word_embeddings)))
+    return model, tokenizer
+
+
+def make_optimizer(cfg: RunConfig, model):
+    """AdamW with embeddings/lm_head at their own LR (LoRA + train_embeddings); None = Trainer's default."""
+    if not (cfg.train.method == "lora" and cfg.lora.train_embeddings):
+        return None
+    import torch
+
+    emb, other = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (emb if ("embed_tokens" in name or "lm_head" in name) else other).append(p)
+    groups = [{"params": other, "lr": cfg.train.lr},
+              {"params": emb, "lr": cfg.train.lr * cfg.lora.embedding_lr_ratio}]
+    return torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> dict[str, float]:
+    """Continue pre-training cfg.model on the configured mix; everything lands in run.dir."""
+    import torch
+
+    from .data.mix import build_mix
+    from .models import pick_device
+    from .stream import MetricStream, MixDataset, RoleLossMeter, make_trainer_class
+
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    model, tokenizer = make_model(cfg, device)
+    seqs_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
+    data = build_mix(cfg, tokenizer, cfg.train.max_steps * seqs_per_step)
+    main = is_main_process()
+    if main:
+        run.write_manifest(data.manifest)
+    tokens_per_step = seqs_per_step * cfg.data.seq_len
+    args = training_args(cfg, run, device, progress)
+
+    writer = MetricWriter(run.metrics_path, attempt=attempt) if main else None
+    meter = RoleLossMeter()
+    callbacks = [MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
+    if cfg.eval.evaluators and main:
+        from .evaluate.callback import EvalCallback
+
+        callbacks.append(EvalCallback(cfg, run, writer, tokenizer, tokens_per_step))
+    try:
+        from .supervise import Supervisor
+    except ImportError:  # background-run supervision is optional for foreground use
+        Supervisor = None
+    if Supervisor is not None and main:
+        callbacks.append(Supervisor(run, writer))
+
+    optimizer = make_optimizer(cfg, model)
+    Trainer = make_trainer_class()
+    trainer = Trainer(model=model, args=args, train_dataset=MixDataset(data), callbacks=callbacks,
+                      processing_class=tokenizer, optimizers=(optimizer, None), role_meter=meter)
+    resume = cfg.train.resume_from
+    if resume == "last":
+        last = run.last_checkpoint()
+        resume = str(last) if last else None
+    out = trainer.train(resume_from_checkpoint=resume)
+    if writer:
+        writer.close()
+    return {"train_loss": float(out.training_loss), "steps": int(trainer.state.global_step),
+            "tokens": int(trainer.state.global_step * tokens_per_step)}
+
+
+def train_run(run: Run, progress: bool = True) -> dict[str, float]:
+    """Train a run directory's config, keeping status.json truthful whatever happens."""
+    cfg = run.config()
+    prev = run.status()
+    attempt = int(prev.get("attempt", 0)) + 1
+    main = is_main_process()
+    if main:
+        run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=cfg.train.max_steps,
+                         started=time.time(), error=None)
+    try:
+        result = train(cfg, run, progress=progress, attempt=attempt)
+    except KeyboardInterrupt:
+        if main:
+            run.write_status("stopped", error="interrupted by the user")
+        raise
+    except BaseException as e:
+        if main:
+            tb = traceback.format_exc().strip().splitlines()[-12:]
+            run.write_status("failed", error=describe_error(e), traceback=tb)
+        raise
+    if main:
+        st = run.status()
+        final = "stopped" if st.get("stop_requested") else "completed"
+        run.write_status(final, step=result["steps"], result=result)
+    return result
+
+
+def describe_error(e: BaseException) -> str:
+    msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    if "out of memory" in msg.lower() or isinstance(e, MemoryError):
+        return f"out of memory: {msg} (lower train.batch_size or data.seq_len, raise train.grad_accum, or use LoRA)"
+    return msg

@@ -1,0 +1,71 @@
+import pytest
+import yaml
+
+from cptcore.config import ConfigError, RunConfig, help_text
+
+
+def test_yaml_round_trip_keeps_every_field(tmp_path):
+    cfg = RunConfig().with_overrides(["train.lr=2e-5", "mix.domain=0.7", "mix.replay=0.2", "mix.instruct=0.1"])
+    path = cfg.save(tmp_path / "c.yaml")
+    assert RunConfig.load(path) == cfg
+
+
+def test_set_overrides_parse_numbers_and_replace_role_sources():
+    cfg = RunConfig().with_overrides(["train.lr=2e-5", "train.max_steps=20", "model.name=org/model",
+                                      "data.domain=/data/my_docs", "mix.domain=0.6", "mix.replay=0.3",
+                                      "mix.instruct=0.1"])
+    assert cfg.train.lr == pytest.approx(2e-5) and cfg.train.max_steps == 20
+    assert cfg.model.name == "org/model"
+    assert [s.path for s in cfg.data.domain] == ["/data/my_docs"]
+
+
+@pytest.mark.parametrize("override, field", [
+    ("mix.replay=0.5", "mix.domain + mix.replay + mix.instruct must sum to 1"),
+    ("train.lr=0", "train.lr"),
+    ("train.lr=-1e-5", "train.lr"),
+    ("train.max_steps=0", "train.max_steps"),
+    ("train.schedule=exponential", "train.schedule"),
+    ("mix.domain=1.5", "mix.domain"),
+    ("train.unknown_key=3", "train.unknown_key: unknown field"),
+    ("model.kind=chat", "model.kind"),
+])
+def test_invalid_values_are_rejected_naming_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace("+", r"\+")):
+        RunConfig().with_overrides([override])
+
+
+def test_error_names_the_allowed_range():
+    with pytest.raises(ConfigError) as e:
+        RunConfig().with_overrides(["train.lr=-1"])
+    assert "greater than 0" in str(e.value) and "-1" in str(e.value)
+
+
+def test_role_with_share_needs_sources():
+    with pytest.raises(ConfigError, match="data.replay lists no sources"):
+        RunConfig().with_overrides(["data.replay=[]"])
+    cfg = RunConfig().with_overrides(["data.replay=[]", "mix.domain=0.9", "mix.replay=0", "mix.instruct=0.1"])
+    assert cfg.data.replay == []
+
+
+def test_yaml_errors_name_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  lr: [1,\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad.yaml line \d+"):
+        RunConfig.load(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        RunConfig.load(tmp_path / "missing.yaml")
+
+
+def test_every_field_has_user_help():
+    for section in ("model", "data", "mix", "train", "lora", "eval"):
+        cls = RunConfig.model_fields[section].annotation
+        for name in cls.model_fields:
+            assert help_text(section, name), f"{section}.{name} has no description"
+
+
+def test_experiment_configs_load():
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).parents[1].glob("experiments/*.yaml")):
+        RunConfig.load(path)
+        assert yaml.safe_load(path.read_text())  # non-empty

@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+
+from cptcore.config import ROLES, RunConfig, SourceConfig
+from cptcore.data.formats import IGNORE, encode_chat
+from cptcore.data.mix import build_mix, schedule_roles
+from cptcore.data.pack import Packer
+from cptcore.data.sources import DataError, read_records
+from cptcore.models import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer(RunConfig(model={"name": "tiny-random-llama"}).model)
+
+
+@pytest.mark.parametrize("shares", [(0.6, 0.3, 0.1), (0.9, 0.07, 0.03), (0.5, 0.5, 0.0), (1.0, 0.0, 0.0)])
+def test_schedule_hits_every_share_within_one_sequence(shares):
+    n = 1000
+    roles = schedule_roles(dict(zip(ROLES, shares)), n)
+    counts = np.bincount(roles, minlength=3)
+    for k, s in enumerate(shares):
+        assert abs(counts[k] - s * n) <= 1
+        if s == 0:
+            assert counts[k] == 0
+    # also exact on every prefix: the live mix never drifts
+    for prefix in (10, 37, 500):
+        c = np.bincount(roles[:prefix], minlength=3)
+        assert all(abs(c[k] - shares[k] * prefix) <= 1 for k in range(3))
+
+
+def test_packing_never_drops_or_truncates_a_document():
+    lengths = [3, 17, 5, 40, 1, 8]  # 74 tokens: not a multiple of seq_len
+    docs = [([i] * n, [i] * n) for i, n in enumerate(lengths, start=1)]
+    p = Packer(docs, seq_len=8, seed=0)
+    stream = np.concatenate([p.next()[0] for _ in range(2 * 74 // 8 + 1)])  # two full passes and a bit
+    first_pass = stream[:74]
+    for i, n in enumerate(lengths, start=1):  # each document whole and contiguous, none cut short
+        where = np.flatnonzero(first_pass == i)
+        assert len(where) == n and (np.diff(where) == 1).all()
+    second_pass = stream[74:148]
+    assert sorted(second_pass.tolist()) == sorted(first_pass.tolist())  # the remainder rolls into pass 2
+
+
+def test_mixed_tokens_match_requested_shares_exactly(tiny_cfg, tok):
+    data = build_mix(tiny_cfg, tok, n_sequences=200)
+    assert data.input_ids.shape == (200, 64)
+    realized = data.realized_shares(200)
+    for role in ROLES:
+        assert abs(realized[role] - getattr(tiny_cfg.mix, role)) <= 0.01
+    man = data.manifest["roles"]
+    assert len(man["domain"]["sources"][0]["files"][0]["sha256"]) == 64
+    assert man["domain"]["tokens_trained"] == (data.roles == 0).sum() * 64
+
+
+def test_same_seed_same_data_other_seed_other_order(tiny_cfg, tok):
+    a = build_mix(tiny_cfg, tok, 50)
+    b = build_mix(tiny_cfg, tok, 50)
+    c = build_mix(tiny_cfg.with_overrides(["train.seed=1"]), tok, 50)
+    assert np.array_equal(a.input_ids, b.input_ids)
+    assert not np.array_equal(a.input_ids, c.input_ids)
+
+
+def test_zero_share_role_is_absent(tiny_cfg, tok):
+    cfg = tiny_cfg.with_overrides(["mix.domain=0.7", "mix.replay=0.3", "mix.instruct=0", "data.instruct=/missing"])
+    data = build_mix(cfg, tok, 40)
+    assert "instruct" not in data.manifest["roles"] and not (data.roles == 2).any()
+
+
+def test_chat_loss_mask_covers_assistant_tokens_only(tok):
+    msgs = [{"role": "user", "content": "Name a river."}, {"role": "assistant", "content": "The Velmora river."}]
+    ids, labels = encode_chat(tok, msgs, "instruct")
+    trained = tok.decode([t for t, l in zip(ids, labels) if l != IGNORE])
+    assert trained.startswith("The Velmora river.") and "Name a river" not in trained
+    assert "<|im_end|>" in trained  # the model learns to stop
+    ids_b, labels_b = encode_chat(tok, msgs, "base")
+    trained_b = tok.decode([t for t, l in zip(ids_b, labels_b) if l != IGNORE])
+    assert "Velmora river." in trained_b and "Name a river" not in trained_b
+
+
+def test_text_and_chat_roles_mix_with_correct_masks(tiny_cfg, tok):
+    data = build_mix(tiny_cfg, tok, 100)
+    text_rows = data.labels[data.roles == 0]
+    chat_rows = data.labels[data.roles == 2]
+    assert (text_rows != IGNORE).all()  # raw text: every token trains
+    assert (chat_rows == IGNORE).any() and (chat_rows != IGNORE).any()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "file is empty"),
+    ('{"text": "ok"}\n{"text": broken\n', r":2: malformed JSON"),
+])
+def test_bad_files_name_the_problem(tmp_path, content, message):
+    f = tmp_path / "d.jsonl"
+    f.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        read_records(SourceConfig(path=str(f)))
+
+
+def test_non_utf8_and_missing_files(tmp_path):
+    f = tmp_path / "latin.txt"
+    f.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        read_records(SourceConfig(path=str(f)))
+    with pytest.raises(DataError, match="file not found"):
+        read_records(SourceConfig(path=str(tmp_path / "nope.jsonl")))
+
+
+def test_missing_column_is_named(tmp_path, tiny_cfg, tok):
+    f = tmp_path / "d.jsonl"
+    f.write_text(json.dumps({"body": "hello"}) + "\n", encoding="utf-8")
+    cfg = tiny_cfg.with_overrides([f"data.domain={f}"])
+    with pytest.raises(DataError, match="missing column 'text'"):
+        build_mix(cfg, tok, 10)
