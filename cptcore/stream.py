@@ -9,7 +9,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback
+from transformers import ProgressCallback, Trainer, TrainerCallback
 
 from .config import ROLES
 from .data.mix import MixedData
@@ -123,3 +123,11 @@ class MetricStream(TrainerCallback):
             if self.data.manifest["requested"].get(role, 0) > 0:
                 w.write(f"mix/{role}", share, step, tokens)
         self._t0, self._last_step = now, step
+
+
+class QuietProgress(ProgressCallback):
+    """The Trainer's progress bar with loss and LR in its postfix instead of a printed dict per step."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}")

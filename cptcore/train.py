@@ -108,7 +108,9 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
 
     from .data.mix import build_mix
     from .models import pick_device
-    from .stream import MetricStream, MixDataset, RoleLossMeter, make_trainer_class
+    from transformers import ProgressCallback
+
+    from .stream import MetricStream, MixDataset, QuietProgress, RoleLossMeter, make_trainer_class
 
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
@@ -132,13 +134,16 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
         from .supervise import Supervisor
     except ImportError:  # background-run supervision is optional for foreground use
         Supervisor = None
-    if Supervisor is not None and main:
+    if Supervisor is not None:  # on every rank: a stop must end all ranks on the same step (it all-reduces)
         callbacks.append(Supervisor(run, writer))
 
     optimizer = make_optimizer(cfg, model)
     Trainer = make_trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=MixDataset(data), callbacks=callbacks,
                       processing_class=tokenizer, optimizers=(optimizer, None), role_meter=meter)
+    if progress:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(QuietProgress())
     resume = cfg.train.resume_from
     if resume == "last":
         last = run.last_checkpoint()
