@@ -188,3 +188,60 @@ def load_model(cfg: ModelConfig, device: str = "cpu", dtype=None, tokenizer=None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device), tokenizer
+
+
+# --- long context: YaRN rope scaling --------------------------------------------------------------
+def rope_settings(config) -> dict:
+    """A model config's rope settings from either form: transformers v5 `rope_parameters` or v4
+    `rope_scaling` (+ top-level rope_theta); works on config objects and on config.json dicts."""
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    params = dict(get("rope_parameters") or {})
+    if not isinstance(config, dict) or not params:  # v4 files, or v4 objects
+        params = {**dict(get("rope_scaling") or {}), **params}
+    if "type" in params and "rope_type" not in params:
+        params["rope_type"] = params.pop("type")
+    params.setdefault("rope_type", "default")
+    if get("rope_theta") is not None:
+        params.setdefault("rope_theta", get("rope_theta"))
+    return params
+
+
+def with_yarn(config, factor: float, original_max_position_embeddings: int | None = None):
+    """Set YaRN scaling on a config object or config.json dict, writing both `rope_parameters` and the
+    older `rope_scaling` form (a dict keeps whichever keys it had, plus rope_parameters)."""
+    if factor is None or factor <= 1:
+        raise ModelError(f"long_context.yarn_factor must be > 1, got {factor}")
+    get = config.get if isinstance(config, dict) else (lambda k, d=None: getattr(config, k, d))
+    current = rope_settings(config)
+    original = int(original_max_position_embeddings or current.get("original_max_position_embeddings")
+                   or get("max_position_embeddings"))
+    params = {**{k: v for k, v in current.items() if k in ("rope_theta", "partial_rotary_factor")},
+              "rope_type": "yarn", "factor": float(factor), "original_max_position_embeddings": original}
+    longer = int(original * factor)
+    if isinstance(config, dict):
+        config["rope_parameters"] = params
+        if "rope_scaling" in config:  # v4 readers look here, and used "type"
+            config["rope_scaling"] = {**params, "type": "yarn"}
+        config["max_position_embeddings"] = longer
+        return config
+    if hasattr(type(config), "rope_parameters") or "rope_parameters" in vars(config):
+        config.rope_parameters = params
+    else:  # transformers v4 config objects
+        config.rope_scaling = {**params, "type": "yarn"}
+    config.max_position_embeddings = longer
+    return config
+
+
+def apply_yarn(model, factor: float, original_max_position_embeddings: int | None = None):
+    """YaRN-scale a loaded model in place: update its config and rebuild its rotary embeddings."""
+    with_yarn(model.config, factor, original_max_position_embeddings)
+    rebuilt = 0
+    for name, module in list(model.named_modules()):
+        if type(module).__name__.endswith("RotaryEmbedding") and hasattr(module, "inv_freq"):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            fresh = type(module)(config=model.config).to(module.inv_freq.device)
+            setattr(parent, name.rsplit(".", 1)[-1], fresh)
+            rebuilt += 1
+    if not rebuilt:
+        raise ModelError(f"long_context.yarn_factor: {type(model).__name__} has no rotary embedding to scale")
+    return model

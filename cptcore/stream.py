@@ -26,15 +26,16 @@ class MixDataset(torch.utils.data.Dataset):
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": torch.from_numpy(self.data.input_ids[i]).long(),
-                "labels": torch.from_numpy(self.data.labels[i]).long(),
-                "role": torch.tensor(int(self.data.roles[i]))}
+        ids, labels, role = self.data.fetch(i)  # an online mix picks the role now
+        return {"input_ids": torch.from_numpy(ids).long(), "labels": torch.from_numpy(labels).long(),
+                "role": torch.tensor(role)}
 
 
 class RoleLossMeter:
     """Sums token losses and counts per role between two log events."""
 
     def __init__(self):
+        self.ewc_penalty: float | None = None  # the last EWC penalty added to the loss
         self.reset()
 
     def reset(self) -> None:
@@ -61,9 +62,18 @@ def make_trainer_class():
     """A Trainer whose loss also feeds the per-role meter."""
 
     class CPTTrainer(Trainer):
-        def __init__(self, *args, role_meter: RoleLossMeter, **kwargs):
+        def __init__(self, *args, role_meter: RoleLossMeter, ewc=None, lr_lambda=None, **kwargs):
             super().__init__(*args, **kwargs)
             self.role_meter = role_meter
+            self.ewc = ewc              # EWCPenalty or None
+            self.lr_lambda = lr_lambda  # step -> LR factor across stages, or None for the HF schedule
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            if self.lr_lambda is None or self.lr_scheduler is not None:
+                return super().create_scheduler(num_training_steps, optimizer)
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer or self.optimizer, self.lr_lambda)
+            self._created_lr_scheduler = True
+            return self.lr_scheduler
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             roles = inputs.pop("role")
@@ -84,6 +94,11 @@ def make_trainer_class():
             else:
                 loss = total / counted.sum().clamp(min=1)
                 self.loss_is_scaled_for_ga = False
+            if self.ewc is not None:  # once per optimizer step in total, whatever the accumulation
+                penalty = self.ewc(model)
+                self.role_meter.ewc_penalty = self.ewc.last
+                loss = loss + (penalty / self.current_gradient_accumulation_steps
+                               if self.loss_is_scaled_for_ga else penalty)
             return (loss, outputs) if return_outputs else loss
 
     return CPTTrainer
@@ -119,8 +134,14 @@ class MetricStream(TrainerCallback):
         if step > self._last_step:
             tps = (step - self._last_step) * self.tokens_per_step / max(now - self._t0, 1e-9)
             w.write("train/tokens_per_second", tps, step, tokens)
-        for role, share in self.data.realized_shares(step * self.seqs_per_step).items():
-            if self.data.manifest["requested"].get(role, 0) > 0:
+        if self.meter.ewc_penalty is not None:
+            w.write("train/ewc_penalty", self.meter.ewc_penalty, step, tokens)
+        trained = step * self.seqs_per_step
+        stage = self.data.stage_at(max(0, trained - 1)) if self.data.stages else {"first_seq": 0}
+        requested = stage.get("shares") or self.data.manifest["requested"]
+        online = self.data.online is not None
+        for role, share in self.data.realized_shares(trained, start=stage["first_seq"]).items():
+            if requested.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
                 w.write(f"mix/{role}", share, step, tokens)
         self._t0, self._last_step = now, step
 
@@ -131,3 +152,100 @@ class QuietProgress(ProgressCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
             self.training_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs.get('learning_rate', 0):.2e}")
+
+
+class StageCallback(TrainerCallback):
+    """Stage boundaries: an event/stage record, and a fresh optimizer state, as separate runs would have."""
+
+    def __init__(self, stages: list[dict], writer: MetricWriter | None, tokens_per_step: int):
+        self.stages, self.writer, self.tokens_per_step = stages, writer, tokens_per_step
+
+    def _event(self, stage: dict, step: int) -> None:
+        if self.writer is None:
+            return
+        mix = ", ".join(f"{r} {100 * v:g}%" for r, v in stage["shares"].items() if v > 0)
+        self.writer.event("event/stage", f"stage {stage['index'] + 1}/{len(self.stages)} {stage['name']}: "
+                          f"{stage['steps']} steps, lr {stage['lr']:g}, mix {mix}", step, step * self.tokens_per_step,
+                          stage=stage["name"], index=stage["index"], steps=stage["steps"], shares=stage["shares"],
+                          lr=stage["lr"], loss_on=stage["loss_on"])
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0 and self.stages:
+            self._event(self.stages[0], 0)
+
+    def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
+        for stage in self.stages[1:]:
+            if state.global_step == stage["first_step"]:
+                inner = getattr(optimizer, "optimizer", optimizer)
+                if inner is not None:
+                    inner.state.clear()  # AdamW moments of the previous stage's data do not carry over
+                self._event(stage, state.global_step)
+
+
+class TappedWriter(MetricWriter):
+    """A MetricWriter that also hands every record to listeners (dynamic mixing reads evaluations here)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.listeners: list = []
+
+    def write(self, name, value, step, tokens, **extra):
+        rec = super().write(name, value, step, tokens, **extra)
+        for listen in self.listeners:
+            listen(rec)
+        return rec
+
+
+class DynamicMixer:
+    """Raises the replay share when general text gets worse (replay_ppl) and the instruct share when IFEval
+    drops, by dynamic_mix.step per evaluation within bounds; steps back once the signal recovers."""
+
+    SIGNALS = {"eval/replay_ppl": "replay", "eval/if_prompt_strict": "instruct"}
+
+    def __init__(self, cfg, data: MixedData, writer: MetricWriter, seqs_per_step: int, tokens_per_step: int,
+                 baseline: dict[str, float] | None = None):
+        self.cfg, self.data, self.writer = cfg, data, writer
+        self.seqs_per_step, self.tokens_per_step = seqs_per_step, tokens_per_step
+        self.baseline = dict(baseline or {})
+        self.bounds = {"replay": cfg.max_replay, "instruct": cfg.max_instruct}
+
+    def decline(self, name: str, value: float) -> tuple[bool, str]:
+        base = self.baseline[name]
+        if name == "eval/replay_ppl":
+            import math
+
+            rise = (math.log(value) / math.log(base) - 1) * 100 if base > 1 and value > 0 else 0.0
+            return rise > self.cfg.general_loss_pct, (f"general loss {rise:+.1f}% vs step 0 (threshold "
+                                                      f"dynamic_mix.general_loss_pct={self.cfg.general_loss_pct:g}%)")
+        drop = base - value
+        return drop > self.cfg.if_drop_points, (f"IFEval prompt strict {-drop:+.1f} points vs step 0 (threshold "
+                                                f"dynamic_mix.if_drop_points={self.cfg.if_drop_points:g})")
+
+    def __call__(self, rec: dict) -> None:
+        name, value = rec.get("name"), rec.get("value")
+        if name not in self.SIGNALS or value is None:
+            return
+        step = int(rec["step"])
+        if step == 0 or name not in self.baseline:
+            self.baseline.setdefault(name, value)
+            return
+        role = self.SIGNALS[name]
+        online = self.data.online
+        nxt = step * self.seqs_per_step
+        shares = online.current_shares(nxt)
+        shift = online.shift[role]
+        base = shares[role] - min(shift, shares[role])
+        worse, why = self.decline(name, value)
+        if worse:
+            new = min(shift + self.cfg.step, max(0.0, self.bounds[role] - base), shift + shares["domain"])
+        else:
+            new = max(0.0, shift - self.cfg.step)
+        if abs(new - shift) < 1e-9:
+            return
+        online.set_shift(role, new)
+        after = online.current_shares(nxt)
+        verb = "raised" if new > shift else "lowered"
+        self.writer.event("event/mix_change", f"{role} share {verb} {shares[role]:.2f} -> {after[role]:.2f}: {why}",
+                          step, step * self.tokens_per_step, role=role, share_from=shares[role],
+                          share_to=after[role], shares=after, metric=name, baseline=self.baseline[name],
+                          value_now=value)

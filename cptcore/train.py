@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 import traceback
@@ -27,17 +28,24 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def training_args(cfg: RunConfig, run: Run, device: str, progress: bool):
-    """TrainingArguments from the config; HF names kept where values pass straight through."""
+def schedule_kwargs(t, steps: int) -> dict:
+    """HF scheduler arguments for a schedule over `steps` optimizer steps."""
+    if t.schedule == "cosine":
+        return {"min_lr_rate": t.min_lr_ratio}
+    if t.schedule == "wsd":
+        return {"num_decay_steps": max(1, round(t.decay_ratio * steps)), "min_lr_ratio": t.min_lr_ratio}
+    return {}
+
+
+def training_args(cfg: RunConfig, run: Run, device: str, progress: bool, max_steps: int | None = None):
+    """TrainingArguments from the config; HF names kept where values pass straight through.
+
+    max_steps: the whole run's steps when stages set their own (default train.max_steps)."""
     import torch
     from transformers import TrainingArguments
 
-    t = cfg.train
-    sched_kwargs = {}
-    if t.schedule == "cosine":
-        sched_kwargs = {"min_lr_rate": t.min_lr_ratio}
-    elif t.schedule == "wsd":
-        sched_kwargs = {"num_decay_steps": max(1, round(t.decay_ratio * t.max_steps)), "min_lr_ratio": t.min_lr_ratio}
+    t = cfg.train.model_copy(update={"max_steps": max_steps}) if max_steps else cfg.train
+    sched_kwargs = schedule_kwargs(t, t.max_steps)
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported() and cfg.model.dtype in ("auto", "bfloat16")
     return TrainingArguments(
         output_dir=str(run.checkpoints_dir),
@@ -62,19 +70,23 @@ def training_args(cfg: RunConfig, run: Run, device: str, progress: bool):
         use_cpu=device == "cpu",
         bf16=bf16,
         ddp_backend="gloo" if device == "cpu" and world_size() > 1 else None,
+        fsdp=True if cfg.launch.strategy == "fsdp" and world_size() > 1 else None,  # launch.strategy (issue 4)
         disable_tqdm=not progress,
         logging_first_step=True,
     )
 
 
 def make_model(cfg: RunConfig, device: str):
-    """Load the model (fp32 master weights; bf16 autocast on capable GPUs) and wrap it in LoRA if asked."""
+    """Load the model (fp32 master weights; bf16 autocast on capable GPUs), YaRN-scale its rope for long
+    context if asked, and wrap it in LoRA if asked."""
     import torch
 
-    from .models import load_model
+    from .models import apply_yarn, load_model
 
     dtype = torch.float32 if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
     model, tokenizer = load_model(cfg.model, device=device, dtype=dtype)
+    if cfg.long_context.yarn_factor:
+        apply_yarn(model, cfg.long_context.yarn_factor, cfg.long_context.original_max_position_embeddings)
     if cfg.train.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -102,30 +114,66 @@ def make_optimizer(cfg: RunConfig, model):
     return torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
+def stage_lr_lambda(cfg: RunConfig, stages: list[dict]):
+    """Step -> LR factor when stages differ: each stage re-warms and re-decays with train.schedule from its
+    own peak (stage lr / train.lr), using the HF scheduler of that schedule over the stage's steps."""
+    import torch
+    from transformers import get_scheduler
+
+    dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    t = cfg.train
+    shapes = []
+    for s in stages:
+        warmup = math.ceil(s["steps"] * t.warmup_ratio)
+        sched = get_scheduler(SCHEDULES[t.schedule], dummy, num_warmup_steps=warmup, num_training_steps=s["steps"],
+                              scheduler_specific_kwargs=schedule_kwargs(t, s["steps"]))
+        shapes.append((s["first_step"], s["lr"] / t.lr, sched.lr_lambdas[0]))
+
+    def factor(step: int) -> float:
+        first, ratio, shape = next(x for x in reversed(shapes) if x[0] <= step)
+        return ratio * shape(step - first)
+
+    return factor
+
+
 def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> dict[str, float]:
-    """Continue pre-training cfg.model on the configured mix; everything lands in run.dir."""
+    """Continue pre-training cfg.model on the configured recipe's stages; everything lands in run.dir."""
     import torch
 
-    from .data.mix import build_mix
+    from .data.mix import build_stages
     from .models import pick_device
     from transformers import ProgressCallback
 
-    from .stream import MetricStream, MixDataset, QuietProgress, RoleLossMeter, make_trainer_class
+    from .stream import (DynamicMixer, MetricStream, MixDataset, QuietProgress, RoleLossMeter, StageCallback,
+                         TappedWriter, make_trainer_class)
 
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     model, tokenizer = make_model(cfg, device)
     seqs_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
-    data = build_mix(cfg, tokenizer, cfg.train.max_steps * seqs_per_step)
+    data = build_stages(cfg, tokenizer, seqs_per_step, online=cfg.dynamic_mix.enabled)
+    max_steps = sum(s["steps"] for s in data.stages)
     main = is_main_process()
     if main:
         run.write_manifest(data.manifest)
     tokens_per_step = seqs_per_step * cfg.data.seq_len
-    args = training_args(cfg, run, device, progress)
+    args = training_args(cfg, run, device, progress, max_steps=max_steps)
 
-    writer = MetricWriter(run.metrics_path, attempt=attempt) if main else None
+    writer = TappedWriter(run.metrics_path, attempt=attempt) if main else None
     meter = RoleLossMeter()
-    callbacks = [MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
+    callbacks = [StageCallback(data.stages, writer, tokens_per_step),
+                 MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
+    if cfg.dynamic_mix.enabled and writer is not None:  # evaluations written to the stream steer the mix
+        baseline = {r["name"]: r["value"] for r in run.read_metrics() if r.get("step") == 0
+                    and r.get("value") is not None and r["name"] in DynamicMixer.SIGNALS}
+        writer.listeners.append(DynamicMixer(cfg.dynamic_mix, data, writer, seqs_per_step, tokens_per_step,
+                                             baseline))
+    ewc = None
+    if cfg.ewc.enabled:
+        from .ewc import build_ewc
+
+        ewc = build_ewc(cfg, model, tokenizer)  # anchored at the starting weights
+    lr_lambda = stage_lr_lambda(cfg, data.stages) if len(data.stages) > 1 else None
     if cfg.eval.evaluators and main:
         from .evaluate.callback import EvalCallback
 
@@ -140,7 +188,8 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
     optimizer = make_optimizer(cfg, model)
     Trainer = make_trainer_class()
     trainer = Trainer(model=model, args=args, train_dataset=MixDataset(data), callbacks=callbacks,
-                      processing_class=tokenizer, optimizers=(optimizer, None), role_meter=meter)
+                      processing_class=tokenizer, optimizers=(optimizer, None), role_meter=meter, ewc=ewc,
+                      lr_lambda=lr_lambda)
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(QuietProgress())
@@ -162,7 +211,9 @@ def train_run(run: Run, progress: bool = True) -> dict[str, float]:
     attempt = int(prev.get("attempt", 0)) + 1
     main = is_main_process()
     if main:
-        run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=cfg.train.max_steps,
+        from .recipes import total_steps  # stages may fix their own steps
+
+        run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=total_steps(cfg),
                          started=time.time(), error=None)
     try:
         result = train(cfg, run, progress=progress, attempt=attempt)

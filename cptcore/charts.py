@@ -1,0 +1,203 @@
+"""Plotly figures for the dashboard. Pure builders: frames in, figures out; never imports streamlit.
+
+Every figure carries a stable `uirevision`, so a live refresh keeps the user's zoom; long series are drawn
+with Scattergl and arrive already downsampled (frames.curve). Figures are assembled as plain dicts and
+validated once (plotly's incremental update_layout/add_hline deep-copy the figure on every call).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from . import compare, frames
+from .config import ROLES
+
+ROLE_COLORS = {"domain": "#1f77b4", "replay": "#2ca02c", "instruct": "#ff7f0e"}
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf"]
+X_TITLES = {"step": "step", "tokens": "tokens seen", "time": "wall time (s)"}
+GL_POINTS = 500  # above this many points a trace is drawn with WebGL
+MARGIN = dict(l=50, r=20, t=50, b=40)
+
+
+def _figure(data: list[dict], layout: dict):
+    import plotly.graph_objects as go
+
+    return go.Figure(data=data, layout=layout)
+
+
+def _line(n_points: int, x, y, name: str, color: str, width: float = 1.5, **kw) -> dict:
+    kind = "scattergl" if n_points > GL_POINTS else "scatter"
+    mode = kw.pop("mode", "lines+markers" if len(x) <= 60 else "lines")  # markers: a 1-point run stays visible
+    return dict(type=kind, x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
+                line=dict(color=color, width=width), **kw)
+
+
+def _hline(y: float, color: str = "#999", dash: str = "solid", xref: str = "x", yref: str = "y") -> dict:
+    return dict(type="line", xref=f"{xref} domain", x0=0, x1=1, yref=yref, y0=y, y1=y,
+                line=dict(color=color, width=1, dash=dash))
+
+
+def _layout(title: str, x: str, y: str, revision: str, height: int = 320, **kw) -> dict:
+    return dict(title=dict(text=title), xaxis=dict(title=dict(text=X_TITLES.get(x, x))),
+                yaxis=dict(title=dict(text=y)), uirevision=revision, height=height, margin=MARGIN,
+                legend=dict(orientation="h", y=-0.2), hovermode=kw.pop("hovermode", "x unified"), **kw)
+
+
+def empty(title: str, message: str, revision: str = "empty"):
+    """A figure that says why it has no data (no made-up points)."""
+    return _figure([], dict(title=dict(text=title), height=220, uirevision=revision, xaxis=dict(visible=False),
+                            yaxis=dict(visible=False), annotations=[dict(text=message, showarrow=False, x=0.5, y=0.5,
+                                                                         xref="paper", yref="paper")]))
+
+
+# --- monitor ---------------------------------------------------------------------------------
+def loss_figure(m: frames.Metrics, x: str = "tokens", smoothing: float = 0.0, revision: str = "loss"):
+    """Training loss, total and per role, on the steps that trained each role."""
+    data = []
+    for name, label, color in [("train/loss", "total", "#444")] + [
+            (f"train/loss/{r}", r, ROLE_COLORS[r]) for r in ROLES]:
+        c = frames.curve(m, name, smoothing)
+        if len(c):
+            data.append(_line(len(c), c[x], c["value"], label, color, 2 if label == "total" else 1.5))
+    if not data:
+        return empty("Training loss", "no train/loss records yet", revision)
+    return _figure(data, _layout("Training loss", x, "loss", revision))
+
+
+def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: str = "tokens",
+               revision: str = "mix"):
+    """Realized token share per role (solid) against the requested share (dotted)."""
+    data, shapes = [], []
+    for r in ROLES:
+        c = frames.curve(m, f"mix/{r}")
+        if not len(c):
+            continue
+        data.append(_line(len(c), c[x], c["value"].to_numpy() * 100, f"{r} realized", ROLE_COLORS[r]))
+        if requested and requested.get(r) is not None:
+            shapes.append(_hline(float(requested[r]) * 100, ROLE_COLORS[r], "dot"))
+    if not data:
+        return empty("Realized mix", "no mix/* records yet", revision)
+    return _figure(data, _layout("Realized mix (dotted: requested)", x, "share of tokens (%)", revision,
+                                 shapes=shapes))
+
+
+def _change_traces(m: frames.Metrics, names, x: str, axis: str, color_offset: int = 0,
+                   max_points: int = 1000) -> list[dict]:
+    """Change-from-baseline lines (with 95% CI bands where the records carry ci_low/ci_high)."""
+    data = []
+    for i, name in enumerate(n for n in names if len(m.series(n))):
+        c = frames.change_curve(m, name, max_points)
+        color = PALETTE[(i + color_offset) % len(PALETTE)]
+        label = f"{name.removeprefix('eval/')} ({frames.unit(name)})"
+        xs = c[x].to_numpy()
+        if c["change_low"].notna().any():
+            data.append(dict(type="scatter", x=np.concatenate([xs, xs[::-1]]),
+                             y=np.concatenate([c["change_high"].to_numpy(), c["change_low"].to_numpy()[::-1]]),
+                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
+                             showlegend=False, name=f"{label} 95% CI", xaxis=f"x{axis}", yaxis=f"y{axis}"))
+        custom = np.column_stack([c["value"].to_numpy(dtype=float),
+                                  c["n"].to_numpy(dtype=float) if "n" in c else np.full(len(c), np.nan)])
+        data.append(dict(type="scatter", x=xs, y=c["change"].to_numpy(), name=label, mode="lines+markers",
+                         line=dict(color=color), customdata=custom, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                         hovertemplate="%{y:.2f} (value %{customdata[0]:.4g}, n=%{customdata[1]})"))
+    return data
+
+
+def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "baseline"):
+    """Domain metrics (left) and general metrics (right) as change from the step-0 baseline, with 95% CIs.
+
+    Perplexities are in % (down is better), scores in points (up is better)."""
+    names = set(m.names())
+    dom = [n for n in frames.DOMAIN_METRICS if n in names]
+    gen = [n for n in frames.GENERAL_METRICS if n in names]
+    if not dom and not gen:
+        return empty("Domain vs general", "no eval/* records yet (is eval.evaluators empty?)", revision)
+    data = _change_traces(m, dom, x, "") + _change_traces(m, gen, x, "2", color_offset=len(dom))
+    xt = dict(text=X_TITLES.get(x, x))
+    titles = [dict(text=t, x=cx, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+                   showarrow=False, font=dict(size=14))
+              for t, cx in (("Domain: change from step 0", 0.225), ("General: change from step 0", 0.775))]
+    return _figure(data, dict(
+        xaxis=dict(domain=[0, 0.45], title=xt), xaxis2=dict(domain=[0.55, 1], title=xt, anchor="y2"),
+        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"), annotations=titles, uirevision=revision, height=360,
+        shapes=[_hline(0), _hline(0, xref="x2", yref="y2")], margin=MARGIN, legend=dict(orientation="h", y=-0.25)))
+
+
+def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "step", revision: str = "series"):
+    data = []
+    for i, name in enumerate(names):
+        c = frames.curve(m, name)
+        if len(c):
+            data.append(_line(len(c), c[x], c["value"], name, PALETTE[i % len(PALETTE)]))
+    return _figure(data, _layout(title, x, "", revision)) if data else empty(title, "no records yet", revision)
+
+
+# --- compare ---------------------------------------------------------------------------------
+def compare_figure(curves: dict[str, pd.DataFrame], metric: str, x: str = "step", revision: str = "compare",
+                   change: bool = False):
+    """One metric, one line per run (already smoothed and downsampled)."""
+    data = []
+    for i, (label, c) in enumerate(curves.items()):
+        if len(c):
+            y = frames.baseline_change(c, metric)["change"] if change else c["value"]
+            data.append(_line(len(c), c[x], y, label, PALETTE[i % len(PALETTE)]))
+    if not data:
+        return empty(metric, f"none of the selected runs has {metric}", revision)
+    ytitle = f"change from step 0 ({frames.unit(metric)})" if change else metric
+    return _figure(data, _layout(metric, x, ytitle, revision, height=380, hovermode="closest"))
+
+
+def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dict[str, str] | None = None,
+                    trajectories: bool = True, revision: str = "tradeoff"):
+    """Domain gain (x) against retention (y), higher is better on both; the Pareto frontier of final
+    points is highlighted; hovering a point shows its run's config."""
+    if not len(points):
+        return empty("Trade-off", "no run has both metrics at a common step yet", revision)
+    hover = hover or {}
+    data = []
+    for i, (run_id, g) in enumerate(points.groupby("run", sort=False)):
+        shown = g if trajectories else g[g["final"]]
+        data.append(_line(
+            len(points), shown["x"], shown["y"], run_id, PALETTE[i % len(PALETTE)], 1,
+            mode="lines+markers" if trajectories else "markers",
+            marker=dict(size=np.where(shown["final"].to_numpy(), 11, 5), color=PALETTE[i % len(PALETTE)]),
+            customdata=shown["step"].to_numpy(),
+            hovertemplate=f"{hover.get(run_id, run_id)}<br>step %{{customdata}}<br>x %{{x:.2f}}, "
+                          "y %{y:.2f}<extra></extra>"))
+    final = points[points["final"]].reset_index(drop=True)
+    front = final[compare.pareto_mask(final["x"], final["y"])].sort_values("x")
+    if len(front):
+        data.append(dict(type="scatter", x=front["x"].to_numpy(), y=front["y"].to_numpy(), mode="lines+markers",
+                         name="Pareto frontier", line=dict(color="black", dash="dash", width=2),
+                         marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)),
+                         text=[hover.get(r, r) for r in front["run"]], hovertemplate="%{text}<extra>frontier</extra>"))
+    layout = dict(title=dict(text="Trade-off: domain gain vs retention (up and right is better)"),
+                  xaxis=dict(title=dict(text=x_label)), yaxis=dict(title=dict(text=y_label)), uirevision=revision,
+                  height=460, hovermode="closest", margin=MARGIN,
+                  shapes=[_hline(0, "#bbb"), dict(type="line", yref="y domain", y0=0, y1=1, xref="x", x0=0, x1=0,
+                                                   line=dict(color="#bbb", width=1))])
+    return _figure(data, layout)
+
+
+# --- export ----------------------------------------------------------------------------------
+def png_export_available() -> bool:
+    """PNG export needs kaleido and a Chrome/Chromium it can drive (both work offline once installed)."""
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("kaleido") is None:
+        return False
+    browsers = ("chromium", "chromium-browser", "google-chrome", "chrome")
+    return bool(os.environ.get("BROWSER_PATH")) or any(shutil.which(b) for b in browsers)
+
+
+def to_png(fig) -> bytes:
+    return fig.to_image(format="png", width=1200, height=fig.layout.height or 500, scale=1)
+
+
+def to_html(fig) -> str:
+    """A standalone file (plotly.js inlined: opens offline)."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)

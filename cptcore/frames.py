@@ -1,0 +1,416 @@
+"""Metric streams → pandas frames for the dashboard: loading, change from step 0, smoothing, downsampling.
+
+Never imports streamlit. Loaders are cached on file size and mtime: a live refresh parses only the lines
+appended since the last look, and a restarted server reads a parquet copy instead of the JSON.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import Run, latest_attempt
+
+CORE = ("step", "tokens", "time", "name", "value", "attempt")
+DOMAIN_METRICS = ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1", "eval/qa_answer_logprob")
+GENERAL_METRICS = ("eval/replay_ppl", "eval/if_prompt_strict", "eval/if_prompt_loose", "eval/if_inst_strict",
+                   "eval/if_inst_loose", "eval/coherence_distinct2")
+
+
+# --- loading: incremental tail, cached on file size and mtime --------------------------------
+@dataclass
+class Metrics:
+    """One run's stream: `values` keeps the latest attempt per (name, step); `events` keeps event/* records."""
+    values: pd.DataFrame
+    events: pd.DataFrame
+    _by_name: dict = field(default_factory=dict, repr=False)
+    memo: dict = field(default_factory=dict, repr=False)  # derived frames; dropped with this object on new data
+
+    def names(self) -> list[str]:
+        return sorted(self.values["name"].unique()) if len(self.values) else []
+
+    def series(self, name: str) -> pd.DataFrame:
+        """Rows of one metric sorted by step (empty frame when the run has none)."""
+        if not self._by_name and len(self.values):
+            self._by_name = {k: g.reset_index(drop=True) for k, g in self.values.groupby("name", sort=False)}
+        return self._by_name.get(name, self.values.iloc[0:0])
+
+    def last(self, name: str) -> float | None:
+        s = self.series(name)
+        return float(s["value"].iloc[-1]) if len(s) else None
+
+    @property
+    def last_step(self) -> int:
+        return int(self.values["step"].max()) if len(self.values) else 0
+
+
+@dataclass
+class _Tail:
+    offset: int = 0
+    partial: bytes = b""
+    key: tuple = ()
+    chunks: list = field(default_factory=list)
+    metrics: Metrics | None = None
+    saved: int = 0  # bytes covered by the parquet cache on disk
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_TAILS: dict[str, _Tail] = {}
+_TAILS_LOCK = threading.Lock()
+
+
+def empty_values() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("time", "value") else
+                                      ("object" if c == "name" else "int64")) for c in CORE})
+
+
+def parse_lines(data: bytes) -> pd.DataFrame:
+    """Complete JSONL lines → frame. pyarrow when the lines are regular; line by line (skipping
+    malformed lines and accepting NaN) otherwise."""
+    if not data.strip():
+        return empty_values()
+    try:
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        schema = pa.schema([("step", pa.int64()), ("tokens", pa.int64()), ("time", pa.float64()),
+                            ("name", pa.string()), ("value", pa.float64()), ("attempt", pa.int64())])
+        table = pj.read_json(io.BytesIO(data), parse_options=pj.ParseOptions(
+            explicit_schema=schema, unexpected_field_behavior="infer"))
+        frame = table.to_pandas()
+    except Exception:  # noqa: BLE001 - NaN literals, mixed types, a bad line: take the slow exact path
+        rows = []
+        for line in data.split(b"\n"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict) and "name" in rec and "step" in rec:
+                rows.append(rec)
+        frame = pd.DataFrame.from_records(rows) if rows else empty_values()
+    for c in CORE:
+        if c not in frame:
+            frame[c] = 1 if c == "attempt" else (0 if c in ("step", "tokens") else np.nan)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype("float64")
+    frame["attempt"] = frame["attempt"].fillna(1).astype("int64")
+    return frame
+
+
+def _split(frame: pd.DataFrame) -> Metrics:
+    """Latest attempt per (name, step) — the rule of runs.latest_attempt, vectorized — and events apart."""
+    if not len(frame):
+        return Metrics(empty_values(), empty_values())
+    if "message" in frame:
+        is_event = frame["value"].isna() & frame["message"].notna()
+    else:
+        is_event = frame["value"].isna() & frame["name"].str.startswith("event/")
+    values = frame[~is_event]
+    # stable sort by attempt: for equal attempts the later line wins, as in runs.latest_attempt
+    values = values.sort_values("attempt", kind="stable").drop_duplicates(["name", "step"], keep="last")
+    values = values.sort_values(["name", "step"], kind="stable").reset_index(drop=True)
+    events = frame[is_event].sort_values(["step", "time"], kind="stable").reset_index(drop=True)
+    return Metrics(values, events)
+
+
+SIDECAR_MIN_BYTES = 1 << 20  # cache a stream's parsed frame once this many new bytes were parsed
+
+
+def _sidecar(path: Path) -> Path:
+    """CPT_HOME/.cache/metrics/<run>.parquet: the parsed stream, so a restarted server skips the JSON parse."""
+    return path.parent.parent / ".cache" / "metrics" / f"{path.parent.name}.parquet"
+
+
+def _fingerprint(fh, offset: int) -> str:
+    """Hash of the file's head and of the bytes just before `offset`: an appended file keeps it, a
+    rewritten one does not."""
+    import hashlib
+
+    fh.seek(0)
+    head = fh.read(min(offset, 4096))
+    fh.seek(max(0, offset - 4096))
+    return hashlib.sha1(head + fh.read(min(offset, 4096))).hexdigest()
+
+
+def _load_sidecar(path: Path, fh, size: int) -> tuple[pd.DataFrame, int] | None:
+    try:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(_sidecar(path))
+        meta = json.loads(table.schema.metadata[b"cpt"])
+        if meta["offset"] > size or meta["fingerprint"] != _fingerprint(fh, meta["offset"]):
+            return None
+        return table.to_pandas(), int(meta["offset"])
+    except Exception:  # noqa: BLE001 - a missing, stale or unreadable cache just means parsing the JSON
+        return None
+
+
+def _save_sidecar(path: Path, fh, frame: pd.DataFrame, offset: int) -> bool:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        meta = json.dumps({"offset": offset, "fingerprint": _fingerprint(fh, offset)}).encode()
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cpt": meta})
+        dest = _sidecar(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(dest)
+        return True
+    except Exception:  # noqa: BLE001 - read-only CPT_HOME or odd extra fields: stay uncached
+        return False
+
+
+def load_metrics(path: Path | str | Run) -> Metrics:
+    """A run's metrics; re-reads only the bytes appended since the last call (nothing if size and mtime
+    are unchanged); starts over when the file shrank. A fresh process starts from the parquet cache."""
+    path = Path(path.metrics_path if isinstance(path, Run) else path)
+    with _TAILS_LOCK:
+        tail = _TAILS.setdefault(str(path.resolve()), _Tail())
+    with tail.lock:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            tail.__init__()
+            return _split(empty_values())
+        key = (st.st_size, st.st_mtime_ns)
+        if tail.metrics is not None and key == tail.key:
+            return tail.metrics
+        if st.st_size < tail.offset:
+            tail.offset, tail.partial, tail.chunks, tail.saved = 0, b"", [], 0
+        with open(path, "rb") as fh:
+            if tail.offset == 0 and st.st_size >= SIDECAR_MIN_BYTES:
+                cached = _load_sidecar(path, fh, st.st_size)
+                if cached is not None:
+                    tail.chunks, tail.offset = [cached[0]], cached[1]
+                    tail.saved = tail.offset
+            fh.seek(tail.offset)
+            chunk = fh.read()
+            tail.offset += len(chunk)
+            data = tail.partial + chunk
+            cut = data.rfind(b"\n") + 1  # hold back a partial last line until the writer finishes it
+            tail.partial = data[cut:]
+            if cut:
+                tail.chunks.append(parse_lines(data[:cut]))
+            frame = pd.concat(tail.chunks, ignore_index=True) if len(tail.chunks) > 1 else (
+                tail.chunks[0] if tail.chunks else empty_values())
+            complete = tail.offset - len(tail.partial)
+            if complete - tail.saved >= SIDECAR_MIN_BYTES and _save_sidecar(path, fh, frame, complete):
+                tail.saved = complete
+        tail.chunks = [frame]
+        tail.key, tail.metrics = key, _split(frame)
+        return tail.metrics
+
+
+def metrics_from_records(records: list[dict]) -> Metrics:
+    """Same frames from in-memory records (tests, exports), via runs.latest_attempt."""
+    kept = latest_attempt(records)
+    values = [r for r in kept if r.get("value") is not None]
+    events = [r for r in kept if r.get("value") is None]
+    v = pd.DataFrame.from_records(values) if values else empty_values()
+    e = pd.DataFrame.from_records(events) if events else empty_values()
+    if len(v):
+        v = v.sort_values(["name", "step"], kind="stable").reset_index(drop=True)
+    return Metrics(v, e)
+
+
+# --- change from the step-0 baseline ---------------------------------------------------------
+def lower_is_better(name: str) -> bool:
+    return "ppl" in name or "loss" in name or "repetition" in name
+
+
+def unit(name: str) -> str:
+    """How a change of this metric is expressed: % for perplexities/losses, nats for log-probs, points else."""
+    if "ppl" in name or "loss" in name:
+        return "%"
+    return "nats" if "logprob" in name else "points"
+
+
+def points_scale(name: str) -> float:
+    """IFEval scores are written in points (0-100); other scores (qa_em, qa_f1, coherence) as fractions."""
+    return 1.0 if name.startswith("eval/if_") else 100.0
+
+
+def baseline_change(s: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Adds change (and change_low/change_high from ci_low/ci_high) against the first record (step 0).
+
+    `gain` is the change signed so that higher is better (a perplexity drop is a gain)."""
+    out = s.copy()
+    if not len(out):
+        for c in ("change", "gain", "change_low", "change_high"):
+            out[c] = pd.Series(dtype="float64")
+        return out
+    base = float(out["value"].iloc[0])
+    u = unit(name)
+
+    def conv(v):
+        if u == "%":
+            return (v / base - 1.0) * 100.0 if base else v * np.nan
+        return (v - base) * (points_scale(name) if u == "points" else 1.0)
+
+    out["change"] = conv(out["value"])
+    for src, dst in (("ci_low", "change_low"), ("ci_high", "change_high")):
+        out[dst] = conv(pd.to_numeric(out[src], errors="coerce")) if src in out else np.nan
+    out["gain"] = -out["change"] if lower_is_better(name) else out["change"]
+    out["baseline_step"] = int(out["step"].iloc[0])
+    return out
+
+
+def change_curve(m: Metrics, name: str, max_points: int = 1000) -> pd.DataFrame:
+    """baseline_change of one metric, downsampled on the change (memoized until new data arrives)."""
+    key = ("change", name, max_points)
+    if key not in m.memo:
+        m.memo[key] = downsample(baseline_change(m.series(name), name), max_points, y="change")
+    return m.memo[key]
+
+
+# --- smoothing and downsampling --------------------------------------------------------------
+def ema(values, weight: float) -> np.ndarray:
+    """TensorBoard-style debiased exponential moving average over the finite values (others pass through);
+    weight 0 returns the values unchanged. Vectorized in blocks short enough that weight**-block stays finite."""
+    y = np.asarray(values, dtype="float64")
+    out = y.copy()
+    ok = np.isfinite(y)
+    v = y[ok]
+    n = len(v)
+    if weight <= 0 or n == 0:
+        return out
+    block = max(1, min(n, int(100 / -np.log10(weight))))
+    powers = weight ** np.arange(block)
+    s = np.empty(n)
+    last = 0.0
+    for start in range(0, n, block):
+        seg = v[start:start + block]
+        p = powers[: len(seg)]
+        # s_t = w^t * (w * s_prev + (1 - w) * sum_{i<=t} v_i * w^-i)
+        s[start:start + len(seg)] = p * (weight * last + (1 - weight) * np.cumsum(seg / p))
+        last = s[start + len(seg) - 1]
+    out[ok] = s / (1 - weight ** np.arange(1, n + 1))
+    return out
+
+
+def downsample_index(y, max_points: int) -> np.ndarray:
+    """Indices to plot: per bucket its min and max, plus the first and last point (extremes survive)."""
+    y = np.asarray(y, dtype="float64")
+    n = len(y)
+    if n <= max_points or max_points < 4:
+        return np.arange(n)
+    buckets = max(1, (max_points - 2) // 2)
+    size = math.ceil(n / buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[:n] = np.where(np.isfinite(y), y, np.nan)
+    grid = padded.reshape(buckets, size)
+    ok = ~np.all(np.isnan(grid), axis=1)
+    rows = np.flatnonzero(ok)
+    lo = np.nanargmin(grid[ok], axis=1) + rows * size
+    hi = np.nanargmax(grid[ok], axis=1) + rows * size
+    return np.unique(np.concatenate([[0, n - 1], lo, hi]))
+
+
+def downsample(s: pd.DataFrame, max_points: int = 1000, y: str = "value") -> pd.DataFrame:
+    if len(s) <= max_points:
+        return s
+    return s.iloc[downsample_index(s[y].to_numpy(), max_points)]
+
+
+def curve(m: Metrics, name: str, smoothing: float = 0.0, max_points: int = 1000) -> pd.DataFrame:
+    """One metric ready to plot: smoothed on the full series, then downsampled (value_raw keeps the data)."""
+    key = ("curve", name, smoothing, max_points)
+    if key in m.memo:
+        return m.memo[key]
+    s = m.series(name)
+    if len(s):
+        s = s[["step", "tokens", "time", "value"] + [c for c in ("n", "ci_low", "ci_high") if c in s]].copy()
+        s["value_raw"] = s["value"]
+        if smoothing > 0:
+            s["value"] = ema(s["value"].to_numpy(), smoothing)
+        s = downsample(s, max_points)
+    m.memo[key] = s
+    return s
+
+
+# --- small run files, progress ---------------------------------------------------------------
+_FILES: dict[str, tuple[tuple, object]] = {}
+
+
+def _cached_file(path: Path, parse) -> object:
+    """parse(text) of a small file, re-read only when its size or mtime changed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (st.st_size, st.st_mtime_ns)
+    hit = _FILES.get(str(path))
+    if hit and hit[0] == key:
+        return hit[1]
+    try:
+        value = parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        value = None
+    _FILES[str(path)] = (key, value)
+    return value
+
+
+def _yaml(text: str):
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        raise ValueError(str(e)) from None
+
+
+def run_config_dict(run: Run) -> dict:
+    """The run's config as a plain dict ({} when config.yaml is unreadable: the table still lists the run)."""
+    cfg = _cached_file(run.config_path, _yaml)
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def run_manifest(run: Run) -> dict:
+    manifest = _cached_file(run.manifest_path, json.loads)
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def eta_seconds(m: Metrics, max_steps: int | None, window: int = 20) -> float | None:
+    """Seconds left, from the pace of the last `window` logged steps of train/loss."""
+    s = m.series("train/loss")
+    if not max_steps or len(s) < 2:
+        return None
+    tail = s.iloc[-window:]
+    tail = tail[tail["attempt"] == tail["attempt"].iloc[-1]]  # wall time restarts with each attempt
+    steps = float(tail["step"].iloc[-1] - tail["step"].iloc[0])
+    secs = float(tail["time"].iloc[-1] - tail["time"].iloc[0])
+    if steps <= 0 or secs <= 0:
+        return None
+    return max(0.0, (max_steps - int(s["step"].iloc[-1])) * secs / steps)
+
+
+def latest_gain(m: Metrics, names: tuple[str, ...]) -> float | None:
+    """Gain vs the step-0 baseline at the latest record of the first metric of `names` the run has."""
+    for name in names:
+        s = m.series(name)
+        if len(s):
+            return float(baseline_change(s, name)["gain"].iloc[-1])
+    return None
+
+
+def export_frame(metrics: dict[str, Metrics], names: list[str]) -> pd.DataFrame:
+    """The full (not downsampled, not smoothed) records of `names` for each run, for CSV export."""
+    parts = []
+    for run_id, m in metrics.items():
+        for name in names:
+            s = m.series(name)
+            if len(s):
+                parts.append(s.assign(run=run_id))
+    if not parts:
+        return pd.DataFrame(columns=["run", *CORE])
+    out = pd.concat(parts, ignore_index=True)
+    extra = [c for c in out.columns if c not in CORE and c != "run"]
+    return out[["run", *CORE, *extra]]

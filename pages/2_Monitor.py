@@ -1,0 +1,108 @@
+"""Monitor one run live: loss per role, realized mix, domain vs general metrics against step 0, warnings,
+generations, status, ETA, stop/resume and the log. Only the live panel refreshes (a fragment)."""
+import time
+
+import streamlit as st
+
+from cptcore import charts, compare, frames, launch
+from cptcore.runs import FINAL_STATUSES, Run, RunError, cpt_home, list_runs
+
+st.set_page_config(page_title="Monitor · CPT Studio", page_icon="📉", layout="wide")
+HOME = cpt_home()
+REFRESH_S = 3
+
+st.title("Monitor")
+runs = list_runs(HOME)
+if not runs:
+    st.info("No runs to monitor yet. Start one on the **Launch** page (or `cpt launch experiments/demo.yaml`).")
+    st.stop()
+
+ids = [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]
+wanted = st.query_params.get("run") or st.session_state.get("monitor_run")
+run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="monitor_select")
+st.session_state["monitor_run"] = run_id
+c1, c2, c3 = st.columns([2, 2, 1])
+x = c1.radio("x axis", ["tokens", "step", "time"], horizontal=True, key="monitor_x")
+smoothing = c2.slider("loss smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="monitor_smooth")
+live = launch.refresh(Run.open(HOME, run_id)).get("status") in ("queued", "running")
+auto = c3.toggle("live refresh", value=True, key="monitor_live", disabled=not live,
+                 help=f"While the run is queued or running, refresh the panel every {REFRESH_S} s without "
+                 "reloading the page.")
+
+
+@st.fragment(run_every=REFRESH_S if auto and live else None)
+def live_panel(run_id: str) -> None:
+    run = Run.open(HOME, run_id)
+    status = launch.refresh(run)
+    cfg = frames.run_config_dict(run)
+    m = frames.load_metrics(run)
+    max_steps = status.get("max_steps") or (cfg.get("train") or {}).get("max_steps")
+    state = status.get("status", "unknown")
+
+    s1, s2, s3, s4 = st.columns(4)
+    s1.metric("status", state)
+    s2.metric("step", f"{m.last_step} / {max_steps or '?'}")
+    eta = frames.eta_seconds(m, max_steps) if state == "running" else None
+    s3.metric("ETA", "—" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)))
+    loss = m.series("train/loss")
+    s4.metric("tokens seen", f"{int(loss['tokens'].iloc[-1]):,}" if len(loss) else "0")
+    if max_steps:
+        st.progress(min(1.0, m.last_step / max_steps))
+    if status.get("error"):
+        st.error(f"{state}: {status['error']}")
+
+    warnings = m.events[m.events["name"] == "event/warning"] if len(m.events) else m.events
+    for _, w in warnings.iterrows():
+        st.warning(f"Step {int(w['step'])}: {w['message']}")
+
+    b1, b2, _ = st.columns([1, 1, 4])
+    if b1.button("Stop", disabled=state not in ("queued", "running"), key="stop",
+                 help="Checkpoint, then end the run as stopped."):
+        try:
+            launch.request_stop(run)
+            st.toast("Stop requested: the run checkpoints and ends.")
+        except RunError as e:
+            st.error(str(e))
+    if b2.button("Resume", disabled=state not in ("failed", "stopped"), key="resume",
+                 help="Continue from the last usable checkpoint."):
+        try:
+            _, skipped = launch.resume(run)
+            st.session_state["resume_note"] = "Resumed." + (f" Skipped: {'; '.join(skipped)}" if skipped else "")
+            st.rerun(scope="app")  # start the live refresh
+        except RunError as e:
+            st.error(str(e))
+
+    if st.session_state.get("resume_note"):
+        st.toast(st.session_state.pop("resume_note"))
+    rev = run_id  # same uirevision across refreshes: zoom and pan survive
+    g1, g2 = st.columns(2)
+    g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
+    g2.plotly_chart(charts.mix_figure(m, cfg.get("mix"), x, revision=rev), key="mix_chart")
+    st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
+    with st.expander("Learning rate, gradient norm, throughput"):
+        t1, t2, t3 = st.columns(3)
+        t1.plotly_chart(charts.series_figure(m, ["train/lr"], "learning rate", x, rev), key="lr_chart")
+        t2.plotly_chart(charts.series_figure(m, ["train/grad_norm"], "gradient norm", x, rev), key="gn_chart")
+        t3.plotly_chart(charts.series_figure(m, ["train/tokens_per_second"], "tokens / s", x, rev), key="tps_chart")
+
+    st.subheader("Recent generations")
+    tab_if, tab_qa = st.tabs(["IFEval prompts", "Knowledge QA"])
+    for tab, evaluator in ((tab_if, "ifeval"), (tab_qa, "knowledge_qa")):
+        g = compare.generations(run, evaluator)
+        if not len(g):
+            tab.caption(f"No {evaluator} results yet (add {evaluator} to eval.evaluators to see them).")
+        else:
+            tab.caption(f"Step {int(g['step'].iloc[0])}: {int(g['passed'].fillna(False).sum())} of {len(g)} passed")
+            tab.dataframe(g.drop(columns="step"), hide_index=True, width="stretch",
+                          column_config={"passed": st.column_config.CheckboxColumn("passed")})
+    other = m.events[m.events["name"] != "event/warning"] if len(m.events) else m.events
+    if len(other):
+        with st.expander(f"Events ({len(other)})"):
+            st.dataframe(other[["step", "name", "message"]], hide_index=True)
+    with st.expander("Log tail", expanded=state == "failed"):
+        st.code("\n".join(launch.log_tail(run, 40)) or "(no log yet)", language=None)
+    if live and state in FINAL_STATUSES:
+        st.rerun(scope="app")  # the run just ended: redraw once without the timer
+
+
+live_panel(run_id)

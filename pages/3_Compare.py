@@ -1,0 +1,128 @@
+"""Compare runs: overlaid curves, the domain-gain vs retention trade-off with its Pareto frontier, the config
+diff, paired per-item IF results, and exports."""
+import streamlit as st
+
+from cptcore import charts, compare, frames
+from cptcore.runs import Run, cpt_home, list_runs
+
+st.set_page_config(page_title="Compare · CPT Studio", page_icon="⚖️", layout="wide")
+HOME = cpt_home()
+MAX_POINTS = 20_000  # points across all runs of the curves chart; each run keeps its extremes
+
+st.title("Compare runs")
+runs = list_runs(HOME)
+if not runs:
+    st.info("No runs to compare yet. Launch two runs with different mixes on the **Launch** page, then come back.")
+    st.stop()
+
+ids = [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]
+default = [i for i in st.session_state.get("compare_runs", []) if i in ids] or ids[:2]
+chosen = st.multiselect("Runs", ids, default=default, key="compare_select")
+st.session_state["compare_runs"] = chosen
+if not chosen:
+    st.info("Pick at least one run.")
+    st.stop()
+chosen_runs = [Run.open(HOME, i) for i in chosen]
+metrics = {r.id: frames.load_metrics(r) for r in chosen_runs}
+names = sorted(set().union(*(m.names() for m in metrics.values())))
+if not names:
+    st.info("The selected runs have no metrics yet.")
+    st.stop()
+
+# --- overlaid curves ----------------------------------------------------------------------------
+c1, c2, c3, c4 = st.columns([3, 2, 2, 1])
+preferred = next((n for n in ("eval/domain_ppl", "train/loss") if n in names), names[0])
+metric = c1.selectbox("metric", names, index=names.index(preferred), key="compare_metric")
+x = c2.radio("x axis", ["step", "tokens", "time"], horizontal=True, key="compare_x",
+             format_func=lambda v: charts.X_TITLES[v])
+smoothing = c3.slider("smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth")
+change = c4.checkbox("vs step 0", key="compare_change", help="Plot the change from each run's step-0 value.")
+per_run = max(100, MAX_POINTS // len(chosen))
+curves = {rid: frames.curve(m, metric, smoothing, per_run) for rid, m in metrics.items()}
+curve_fig = charts.compare_figure(curves, metric, x, change=change)
+st.plotly_chart(curve_fig, key="compare_chart")
+
+# --- trade-off ----------------------------------------------------------------------------------
+st.subheader("Trade-off: domain gain vs retention")
+dom = [n for n in frames.DOMAIN_METRICS if n in names]
+gen = [n for n in frames.GENERAL_METRICS if n in names]
+tradeoff_fig = None
+if not dom or not gen:
+    missing = "domain (domain_ppl or knowledge_qa)" if not dom else "general (replay_ppl or ifeval)"
+    st.info(f"No selected run has recorded a {missing} metric yet, so there is no trade-off to draw. Add the "
+            "evaluator to eval.evaluators when launching; if it is there, Monitor's Events show why it failed.")
+else:
+    t1, t2, t3 = st.columns([2, 2, 1])
+    xm = t1.selectbox("domain gain (x)", dom, key="tradeoff_x")
+    ym = t2.selectbox("retention (y)", gen, index=gen.index("eval/if_prompt_strict")
+                      if "eval/if_prompt_strict" in gen else 0, key="tradeoff_y")
+    trajectories = t3.toggle("trajectories", value=True, key="tradeoff_traj",
+                             help="Each run's path over its evaluations; off: final points only.")
+    points = compare.tradeoff_points(metrics, xm, ym)
+    hover = {r.id: compare.config_summary(r) for r in chosen_runs}
+    label = {"%": "% better than step 0", "points": "points vs step 0", "nats": "nats vs step 0"}
+    tradeoff_fig = charts.tradeoff_figure(points, f"{xm} ({label[frames.unit(xm)]})",
+                                          f"{ym} ({label[frames.unit(ym)]})", hover, trajectories)
+    st.plotly_chart(tradeoff_fig, key="tradeoff_chart")
+    plotted = set(points["run"])
+    missing = [rid for rid in chosen if rid not in plotted]
+    if missing:
+        st.caption(f"Not shown (no {xm} and {ym} at a common step): {', '.join(missing)}")
+
+# --- config diff --------------------------------------------------------------------------------
+st.subheader("Config diff")
+if len(chosen_runs) < 2:
+    st.caption("Select two or more runs to see the keys that differ.")
+else:
+    diff = compare.config_diff(chosen_runs)
+    if len(diff):
+        st.dataframe(diff, hide_index=True, width="stretch", key="diff_table")
+    else:
+        st.success("The selected runs have identical configs and data manifests.")
+
+# --- paired per-item comparison -----------------------------------------------------------------
+st.subheader("Paired per-item comparison")
+if len(chosen_runs) < 2:
+    st.caption("Select two runs to compare their answers to the same prompts.")
+else:
+    p1, p2, p3, p4 = st.columns([2, 2, 1, 1])
+    a = p1.selectbox("run A", chosen, index=0, key="pair_a")
+    b = p2.selectbox("run B", chosen, index=1, key="pair_b")
+    evaluator = p3.radio("items", ["ifeval", "knowledge_qa"], key="pair_eval")
+    loose = p4.checkbox("loose", key="pair_loose", disabled=evaluator != "ifeval",
+                        help="IFEval loose scoring (also accepts the response without first/last line or * markup).")
+    table, summary = compare.paired_items(Run.open(HOME, a), Run.open(HOME, b), evaluator, loose)
+    if not summary:
+        st.caption(f"Both runs need {evaluator} per-item results on shared items (eval/{evaluator}-step*.jsonl).")
+    else:
+        m1, m2, m3, m4 = st.columns(4)
+        m1.metric("items", summary["n"])
+        m2.metric("B better", summary["better"])
+        m3.metric("A better", summary["worse"])
+        m4.metric("B - A (points)", f"{100 * summary['mean_diff']:+.1f}",
+                  help=f"95% CI {100 * summary['ci_low']:+.1f} .. {100 * summary['ci_high']:+.1f} (paired bootstrap)")
+        only_changed = st.checkbox("only items that differ", key="pair_changed")
+        shown = table[table["change"] != "same"] if only_changed else table
+        st.dataframe(shown, hide_index=True, width="stretch", key="pair_table")
+
+# --- export -------------------------------------------------------------------------------------
+st.subheader("Export")
+e1, e2, e3, e4 = st.columns(4)
+e1.download_button("CSV: this metric", lambda: frames.export_frame(metrics, [metric]).to_csv(index=False),
+                   file_name=f"compare-{metric.replace('/', '_')}.csv", mime="text/csv", on_click="ignore")
+e2.download_button("CSV: all metrics", lambda: frames.export_frame(metrics, names).to_csv(index=False),
+                   file_name="compare-all-metrics.csv", mime="text/csv", on_click="ignore")
+e3.download_button("Curves chart (HTML)", lambda: charts.to_html(curve_fig), file_name="compare-curves.html",
+                   mime="text/html", on_click="ignore")
+if tradeoff_fig is not None:
+    e4.download_button("Trade-off chart (HTML)", lambda: charts.to_html(tradeoff_fig), file_name="tradeoff.html",
+                       mime="text/html", on_click="ignore")
+if charts.png_export_available():
+    f1, f2, _, _ = st.columns(4)
+    f1.download_button("Curves chart (PNG)", lambda: charts.to_png(curve_fig), file_name="compare-curves.png",
+                       mime="image/png", on_click="ignore")
+    if tradeoff_fig is not None:
+        f2.download_button("Trade-off chart (PNG)", lambda: charts.to_png(tradeoff_fig), file_name="tradeoff.png",
+                           mime="image/png", on_click="ignore")
+else:
+    st.caption("PNG export needs the kaleido package and a Chromium browser; HTML export works offline.")

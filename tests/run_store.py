@@ -1,0 +1,84 @@
+"""Test fixtures for the dashboard: run directories written through the real Run/MetricWriter code paths.
+
+Values follow simple formulas of the step so tests can assert exact numbers; they are fixtures, never shown
+to a user.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cptcore.config import RunConfig
+from cptcore.runs import MetricWriter, Run
+
+IF_IDS = ["punctuation:no_comma", "detectable_format:title", "change_case:english_lowercase"]
+
+
+def fixture_config(name: str = "fixture", replay: float = 0.1, lr: float = 3e-5, steps: int = 20,
+                   evaluators=("domain_ppl", "replay_ppl", "ifeval", "knowledge_qa")) -> RunConfig:
+    return RunConfig.from_dict({
+        "name": name, "model": {"name": "tiny-random-llama", "kind": "instruct"},
+        "mix": {"domain": round(0.95 - replay, 4), "replay": replay, "instruct": 0.05},
+        "train": {"max_steps": steps, "lr": lr, "batch_size": 2},
+        "eval": {"evaluators": list(evaluators), "every_steps": 10},
+    })
+
+
+def write_run(home: Path, name: str = "fixture", replay: float = 0.1, lr: float = 3e-5, steps: int = 20,
+              status: str = "completed", domain_drop: float = 0.2, if_drop: float = 4.0, items: bool = True,
+              warning: bool = False) -> Run:
+    """A finished (or running) run: train/*, mix/* every step; eval/* at steps 0, 10, 20 with n and CIs;
+    per-item ifeval and knowledge_qa files; optionally an event/warning."""
+    cfg = fixture_config(name, replay, lr, steps)
+    run = Run.create(home, cfg)
+    run.write_status("running", pid=None, attempt=1, max_steps=steps)
+    w = MetricWriter(run.metrics_path, attempt=1, start_time=0.0)
+    tokens_per_step = 2 * 256
+    for step in range(0, steps + 1):
+        tok = step * tokens_per_step
+        if step % 10 == 0:
+            frac = step / max(steps, 1)
+            dppl = 50.0 * (1 - domain_drop * frac)
+            w.write("eval/domain_ppl", dppl, step, tok, n=32, ci_low=dppl * 0.95, ci_high=dppl * 1.05)
+            w.write("eval/replay_ppl", 30.0 * (1 + 0.05 * frac), step, tok, n=32, ci_low=28.0, ci_high=33.0)
+            ifs = 40.0 - if_drop * frac
+            w.write("eval/if_prompt_strict", ifs, step, tok, n=25, ci_low=ifs - 18, ci_high=ifs + 18)
+            w.write("eval/qa_em", 0.1 + 0.1 * frac, step, tok, n=32, ci_low=0.02, ci_high=0.3)
+            if items:
+                _write_items(run, step, passed_upto=2 if step == 0 else (1 if if_drop > 0 else 3))
+        if step == 0:
+            continue
+        w.write("train/loss", 3.0 - step * 0.05, step, tok)
+        for i, role in enumerate(("domain", "replay", "instruct")):
+            w.write(f"train/loss/{role}", 3.0 - step * 0.05 + 0.1 * i, step, tok)
+        w.write("train/lr", lr, step, tok)
+        w.write("mix/domain", cfg.mix.domain, step, tok)
+        w.write("mix/replay", cfg.mix.replay, step, tok)
+        w.write("mix/instruct", cfg.mix.instruct, step, tok)
+    if warning:
+        w.event("event/warning", "IF prompt-level strict fell 4.0 points below step 0 (threshold 2.0)",
+                steps, steps * tokens_per_step, metric="eval/if_prompt_strict")
+    w.close()
+    if status == "running":
+        run.write_status("running", step=steps)
+    else:
+        run.write_status(status, step=steps)
+    return run
+
+
+def _write_items(run: Run, step: int, passed_upto: int) -> None:
+    """Four IFEval prompts (the first `passed_upto` followed) and two QA items, in the evaluators' fields."""
+    folder = run.dir / "eval"
+    folder.mkdir(exist_ok=True)
+    rows = []
+    for i in range(4):
+        ok = i < passed_upto
+        rows.append({"id": i, "prompt": f"Prompt {i}: answer without commas.", "response": f"reply {i} step {step}",
+                     "kwargs": [{}], "instruction_id_list": [IF_IDS[i % 3]], "strict": [ok], "loose": [ok],
+                     "prompt_strict": ok, "prompt_loose": ok})
+    (folder / f"ifeval-step{step:06d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    qa = [{"id": 0, "question": "Where was Zorvex founded?", "gold": "Lumen Bay", "response": "Lumen Bay.",
+           "prediction": "Lumen Bay.", "em": True, "f1": 1.0, "answer_logprob": -1.5},
+          {"id": 1, "question": "Who founded Quillon?", "gold": "Ada Marr", "response": "Bob",
+           "prediction": "Bob", "em": False, "f1": 0.0, "answer_logprob": -4.0}]
+    (folder / f"knowledge_qa-step{step:06d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))

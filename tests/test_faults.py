@@ -1,0 +1,161 @@
+"""Faults a background run must survive: kill -9, stop, corrupt checkpoints, a full disk, concurrent readers."""
+import errno
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cptcore import launch as L
+from cptcore.catalog import Catalog
+from cptcore.runs import MetricReader, Run, latest_attempt
+from cptcore.supervise import check_checkpoint
+from cptcore.train import train_run
+
+
+def home() -> Path:
+    return Path(os.environ["CPT_HOME"])
+
+
+def loss_steps(run: Run) -> list[int]:
+    return [r["step"] for r in latest_attempt(run.read_metrics()) if r["name"] == "train/loss"]
+
+
+def wait_for(run: Run, done, timeout: float = 180, what: str = "") -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = L.refresh(run)
+        if done(st):
+            return st
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {run.status()}\n{''.join(L.log_tail(run, 30))}")
+
+
+def logged_step(run: Run) -> int:
+    return max([r["step"] for r in run.read_metrics() if r["name"] == "train/loss"], default=0)
+
+
+def ended(st: dict) -> bool:
+    return st.get("status") in ("completed", "failed", "stopped")
+
+
+def test_kill_9_mid_run_is_marked_failed_and_resume_completes_every_step_once(tiny_cfg):
+    run = L.launch(tiny_cfg.with_overrides(["train.max_steps=12", "train.save_every_steps=3"]), home())
+    wait_for(run, lambda st: logged_step(run) >= 5 and run.last_checkpoint() is not None, what="step 5")
+    os.kill(run.status()["pid"], signal.SIGKILL)
+    t0 = time.time()
+    st = wait_for(run, lambda st: st["status"] != "running", timeout=30, what="failed")
+    assert st["status"] == "failed" and "ended without a final status" in st["error"]
+    assert time.time() - t0 < 30
+    resumed, skipped = L.resume(run)
+    assert skipped == []
+    st = wait_for(run, ended, what="resumed run")
+    assert st["status"] == "completed", st
+    assert loss_steps(run) == list(range(1, 13))  # no gap, no duplicate
+    assert max(r["attempt"] for r in run.read_metrics()) == 2 and st["attempt"] == 2
+
+
+def test_stop_checkpoints_then_resume_finishes_the_run(tiny_cfg):
+    run = L.launch(tiny_cfg.with_overrides(["train.max_steps=12"]), home())  # checkpoints only at the end
+    wait_for(run, lambda st: logged_step(run) >= 3, what="step 3")
+    L.request_stop(run)
+    st = L.wait_until_ended(run, timeout_s=60)
+    assert st["status"] == "stopped" and 3 <= st["step"] < 12
+    assert run.last_checkpoint().name == f"checkpoint-{st['step']}"
+    assert check_checkpoint(run.last_checkpoint()) is None
+    assert any(r["name"] == "event/stopped" for r in run.read_metrics())
+    L.resume(run)
+    st = wait_for(run, ended, what="resumed run")
+    assert st["status"] == "completed"
+    assert loss_steps(run) == list(range(1, 13))
+
+
+def test_a_corrupt_last_checkpoint_is_skipped_and_the_previous_one_used(tiny_cfg, capsys):
+    from cptcore.cli import main
+
+    run = Run.create(home(), tiny_cfg.with_overrides(["train.max_steps=6", "train.save_every_steps=2"]))
+    train_run(run, progress=False)
+    last = run.checkpoints_dir / "checkpoint-6"
+    data = (last / "model.safetensors").read_bytes()
+    (last / "model.safetensors").write_bytes(data[: len(data) // 2])  # as if the machine died mid-save
+    run.write_status("failed", error="simulated: the process died while saving checkpoint-6")
+    assert main(["resume", run.id]) == 0
+    captured = capsys.readouterr()
+    assert "skipped unusable checkpoint-6: model.safetensors is truncated" in captured.err
+    assert "resumed from checkpoint-4" in captured.out
+    st = wait_for(run, ended, what="resumed run")
+    assert st["status"] == "completed"
+    assert loss_steps(run) == list(range(1, 7))
+    assert list(run.checkpoints_dir.glob("corrupt-checkpoint-6-*"))
+
+
+def test_a_full_disk_while_checkpointing_fails_clearly_and_leaves_a_usable_older_checkpoint(tiny_cfg, monkeypatch):
+    import torch
+
+    real_save = torch.save
+
+    def save(obj, f, *a, **kw):
+        if str(f).endswith("checkpoint-4/optimizer.pt"):
+            Path(f).write_bytes(b"PK\x03\x04partial")
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", save)
+    run = Run.create(home(), tiny_cfg.with_overrides(["train.max_steps=6", "train.save_every_steps=2"]))
+    with pytest.raises(OSError):
+        train_run(run, progress=False)
+    st = run.status()
+    assert st["status"] == "failed" and "No space left on device" in st["error"]
+    assert "partial" in check_checkpoint(run.checkpoints_dir / "checkpoint-4")
+    chosen, skipped = L.pick_checkpoint(run)
+    assert chosen.name == "checkpoint-2" and skipped[0][0].name == "checkpoint-4"
+
+
+def test_a_queued_sweep_and_busy_readers_lose_no_lines_and_never_see_a_locked_database(tiny_cfg):
+    group, runs = L.sweep(tiny_cfg.with_overrides(["train.max_steps=4"]), {"train.lr": ["1e-3", "2e-3", "3e-3"]},
+                          home())
+    readers = {r.id: MetricReader(r.metrics_path) for r in runs}
+    tailed = {r.id: [] for r in runs}
+    errors, stop = [], threading.Event()
+
+    def tail_and_look():
+        try:
+            while not stop.is_set():
+                for run in runs:
+                    tailed[run.id] += readers[run.id].read_new()
+                L.look(home())
+        except Exception as e:  # noqa: BLE001 - any error here is a failed test
+            errors.append(repr(e))
+
+    def annotate():
+        try:
+            cat = Catalog(home())
+            while not stop.is_set():
+                cat.set_note(runs[0], f"checked at {time.time()}")
+                cat.rows(group=group)
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=tail_and_look), threading.Thread(target=annotate)]
+    for t in threads:
+        t.start()
+    try:
+        for run in runs:
+            wait_for(run, ended, timeout=240, what=run.id)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    for run in runs:
+        tailed[run.id] += readers[run.id].read_new()
+        assert run.status()["status"] == "completed"
+        assert tailed[run.id] == run.read_metrics()  # every line, once, in order
+        assert loss_steps(run) == [1, 2, 3, 4]
+    spans = [(run.status()["started"], run.status()["ended"]) for run in runs]
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))  # one at a time, in launch order
+    rows = Catalog(home()).rows(group=group)
+    assert [r["id"] for r in rows] == [r.id for r in runs]
+    assert {r["lr"] for r in rows} == {1e-3, 2e-3, 3e-3}

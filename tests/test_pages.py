@@ -1,0 +1,299 @@
+"""Every dashboard page with streamlit's AppTest: empty store, store with runs, and the Launch form's rules."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cptcore.config import RunConfig
+from cptcore.runs import list_runs
+from run_store import write_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ["pages/1_Launch.py", "pages/2_Monitor.py", "pages/3_Compare.py", "pages/4_Data.py"]
+
+
+def home() -> Path:
+    return Path(os.environ["CPT_HOME"])
+
+
+def open_page(page: str | None = None, state: dict | None = None) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+    for k, v in (state or {}).items():
+        at.session_state[k] = v
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("info", "warning", "error", "success", "caption", "markdown")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def frame_with(at: AppTest, column: str):
+    """The first dataframe on the page that has `column` (dataframes carry no key in AppTest)."""
+    return next(d.value for d in at.dataframe if column in d.value.columns)
+
+
+def values(arr) -> list:
+    """Plotly 7 ships numeric arrays as base64 typed arrays: decode them for assertions."""
+    if isinstance(arr, dict) and "bdata" in arr:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"])).tolist()
+    return list(arr)
+
+
+@pytest.fixture
+def store():
+    a = write_run(home(), "low-replay", replay=0.05, domain_drop=0.3, if_drop=8, warning=True)
+    b = write_run(home(), "high-replay", replay=0.25, domain_drop=0.1, if_drop=0, status="running")
+    return a, b
+
+
+@pytest.fixture
+def no_spawn(monkeypatch):
+    """Launch creates the run exactly as in production but starts no training process."""
+    from cptcore import launch
+
+    spawned = []
+    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None: spawned.append(run.id) or 0)
+    return spawned
+
+
+# --- empty store -------------------------------------------------------------------------------
+def test_empty_home_explains_how_to_launch_the_demo():
+    at = open_page()
+    assert "No runs yet" in texts(at) and "Launch" in texts(at) and "cpt launch experiments/demo.yaml" in texts(at)
+    assert not at.dataframe  # no table, no sample numbers
+
+
+@pytest.mark.parametrize("page", PAGES[1:3])
+def test_monitor_and_compare_on_an_empty_store_explain_instead_of_drawing(page):
+    at = open_page(page)
+    assert "No runs" in texts(at) and not charts(at)
+
+
+def test_launch_page_preselects_the_offline_default_model():
+    at = open_page(PAGES[0])
+    assert at.selectbox(key="launch_recipe").value == ("demo.yaml" if (ROOT / "experiments/demo.yaml").exists()
+                                                       else "smoke.yaml")
+    assert at.text_input(key="model.name").value == "smollm2-135m-instruct"
+    assert at.text_input(key="model.name").help.startswith("Built-in name")  # help is the Field description
+
+
+def test_data_page_renders_on_an_empty_store():
+    at = open_page(PAGES[3])
+    assert at.metric[0].label == "rows" and int(at.metric[0].value.replace(",", "")) > 0
+
+
+# --- a store with runs -------------------------------------------------------------------------
+def test_home_lists_runs_with_progress_gain_and_if_change(store):
+    a, b = store
+    at = open_page()
+    table = at.dataframe[0].value.set_index("run")
+    assert set(table.index) == {a.id, b.id}
+    assert table.loc[a.id, "domain gain"] == pytest.approx(30.0)
+    assert table.loc[a.id, "IF change"] == pytest.approx(-8.0)
+    assert table.loc[a.id, "warnings"] == 1 and table.loc[b.id, "status"] == "running"
+
+
+def test_home_opens_selected_runs_in_compare(store):
+    at = open_page()
+    at.multiselect[0].set_value([r.id for r in store]).run()
+    at.button(key="open_compare").click().run()
+    assert not at.exception
+    assert at.session_state["compare_runs"] == [r.id for r in store]
+    assert at.subheader and "Trade-off: domain gain vs retention" in [s.value for s in at.subheader]
+
+
+def test_home_saves_tags_and_notes_through_the_catalog(store):
+    a, _ = store
+    at = open_page()
+    at.selectbox(key="meta_run").set_value(a.id).run()
+    at.text_input(key=f"tags_{a.id}").set_value("baseline, replay").run()
+    at.text_area(key=f"note_{a.id}").set_value("too little replay").run()
+    at.button(key="save_meta").click().run()
+    meta = json.loads((a.dir / "meta.json").read_text())
+    assert meta["tags"] == ["baseline", "replay"] and meta["note"] == "too little replay"
+
+
+def test_monitor_draws_loss_mix_and_baseline_charts_with_warnings(store):
+    a, _ = store
+    at = open_page(PAGES[1], {"monitor_run": a.id})
+    specs = charts(at)
+    titles = [str(s["layout"].get("title", {}).get("text", "")) for s in specs]
+    assert any("Training loss" in t for t in titles) and any("Realized mix" in t for t in titles)
+    baseline = next(s for s in specs if any("Domain" in str(ann.get("text")) for ann in s["layout"].get("annotations", [])))
+    dppl = next(t for t in baseline["data"] if t.get("name") == "domain_ppl (%)")
+    assert values(dppl["y"]) == pytest.approx([0.0, -15.0, -30.0])  # change from step 0, in %
+    assert all(s["layout"].get("uirevision") == a.id for s in specs)  # zoom survives refresh
+    assert "IF prompt-level strict fell" in texts(at)
+    assert [m.value for m in at.metric][:2] == ["completed", "20 / 20"]
+
+
+def test_monitor_stop_button_requests_a_stop(store):
+    _, running = store
+    at = open_page(PAGES[1], {"monitor_run": running.id})
+    at.button(key="stop").click().run()
+    assert not at.exception
+    assert (running.dir / "stop.json").is_file()
+
+
+def test_compare_shows_tradeoff_with_frontier_diff_and_paired_items(store):
+    a, b = store
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    specs = charts(at)
+    tradeoff = next(s for s in specs if "Trade-off" in str(s["layout"]["title"]["text"]))
+    frontier = next(t for t in tradeoff["data"] if t["name"] == "Pareto frontier")
+    assert sorted(values(frontier["x"])) == pytest.approx([10.0, 30.0])  # neither run dominates the other
+    diff = frame_with(at, "key").set_index("key")
+    assert {"mix.domain", "mix.replay", "name"} <= set(diff.index) and "train.lr" not in diff.index
+    pairs = frame_with(at, "response A")
+    assert len(pairs) == 4 and {"response A", "response B"} <= set(pairs.columns)
+
+
+def test_compare_metric_and_axis_choice_redraws_the_curves(store):
+    a, b = store
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    at.selectbox(key="compare_metric").set_value("train/loss").run()
+    at.radio(key="compare_x").set_value("tokens").run()
+    curves = charts(at)[0]
+    assert curves["layout"]["xaxis"]["title"]["text"] == "tokens seen"
+    assert max(values(curves["data"][0]["x"])) == 20 * 512
+
+
+# --- the Launch form ---------------------------------------------------------------------------
+def smoke_form() -> AppTest:
+    at = open_page(PAGES[0])
+    at.selectbox(key="launch_recipe").set_value("smoke.yaml").run()
+    assert not at.exception
+    return at
+
+
+def mix(at: AppTest) -> list[float]:
+    return [at.slider(key=f"mix.{r}").value for r in ("domain", "replay", "instruct")]
+
+
+def test_every_recipe_opens_in_the_form_as_a_valid_config():
+    at = open_page(PAGES[0])
+    options = at.selectbox(key="launch_recipe").options
+    assert "smoke.yaml" in options and "built-in defaults" in options
+    for option in options:
+        at.selectbox(key="launch_recipe").set_value(option).run()
+        assert not at.exception, option
+        assert "Invalid settings" not in texts(at), (option, texts(at))
+        assert sum(mix(at)) == 100, option
+
+
+def test_mix_sliders_always_sum_to_100():
+    at = smoke_form()
+    assert sum(mix(at)) == 100
+    for key, value in [("mix.domain", 60), ("mix.replay", 37.5), ("mix.instruct", 0), ("mix.domain", 100),
+                       ("mix.replay", 12.5), ("mix.instruct", 55)]:
+        at.slider(key=key).set_value(value).run()
+        assert not at.exception
+        assert sum(mix(at)) == 100, mix(at)
+        assert at.slider(key=key).value == value
+
+
+def test_launching_from_the_form_creates_the_run_it_shows(no_spawn):
+    at = smoke_form()
+    at.slider(key="mix.replay").set_value(30).run()
+    at.number_input(key="train.max_steps").set_value(3).run()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    runs = list_runs(home())
+    assert len(runs) == 1 and no_spawn == [runs[0].id]
+    cfg = runs[0].config()
+    assert cfg.model.name == "tiny-random-llama" and cfg.train.max_steps == 3
+    assert cfg.mix.replay == pytest.approx(0.30) and sum(cfg.mix.shares().values()) == pytest.approx(1)
+    assert at.session_state["monitor_run"] == runs[0].id
+    assert at.title[0].value == "Monitor"  # switched pages
+
+
+def test_form_values_survive_a_visit_to_another_page():
+    at = smoke_form()
+    at.number_input(key="train.max_steps").set_value(33).run()
+    at.slider(key="mix.instruct").set_value(20).run()
+    at.switch_page("pages/2_Monitor.py").run()
+    at.switch_page("pages/1_Launch.py").run()
+    assert at.number_input(key="train.max_steps").value == 33 and at.slider(key="mix.instruct").value == 20
+    assert sum(mix(at)) == 100
+
+
+def test_a_token_budget_sets_the_steps():
+    at = smoke_form()  # smoke: batch 8 x accumulation 1 x 128 tokens = 1,024 tokens per step
+    at.number_input(key="token_budget").set_value(100_000).run()
+    assert at.number_input(key="train.max_steps").value == 98  # 100,000 / 1,024 rounded up
+    assert "98 steps x 8 x 1 x 128 tokens = 100,352 tokens" in texts(at)
+
+
+def test_pre_launch_check_flags_a_constructed_pitfall():
+    at = smoke_form()
+    at.slider(key="mix.replay").set_value(0).run()
+    assert "No replay data" in texts(at)
+    at.number_input(key="train.lr").set_value(5e-4).run()
+    assert "above the 1e-05..5e-05 range for an instruct model" in texts(at)
+    at.radio(key="train.method").set_value("lora").run()
+    assert "above the" not in texts(at)  # 5e-4 is within the LoRA range
+    assert "Recommended for instruct / lora: 0.0001 .. 0.0005" in texts(at)
+
+
+def test_save_as_yaml_writes_the_file_cpt_train_runs():
+    at = smoke_form()
+    at.number_input(key="train.max_steps").set_value(7).run()
+    at.button(key="save_yaml").click().run()
+    saved = RunConfig.load(home() / "configs" / "smoke.yaml")
+    assert saved.train.max_steps == 7 and saved.model.name == "tiny-random-llama"
+
+
+def test_queue_sweep_queues_the_mix_by_lr_grid(no_spawn):
+    at = smoke_form()
+    at.text_input(key="sweep_shares").set_value("0.1, 0.2").run()
+    at.text_input(key="sweep_lrs").set_value("1e-3, 2e-3").run()
+    at.button(key="sweep").click().run()
+    assert not at.exception, texts(at)
+    cfgs = [r.config() for r in list_runs(home())]
+    assert sorted((c.mix.replay, c.train.lr) for c in cfgs) == [(0.1, 1e-3), (0.1, 2e-3), (0.2, 1e-3), (0.2, 2e-3)]
+    assert len(no_spawn) == 4
+
+
+def test_invalid_settings_are_named_and_block_the_launch():
+    at = smoke_form()
+    at.text_input(key="model.name").set_value("").run()
+    at.text_input(key="data.domain").set_value("").run()
+    assert "Invalid settings: mix.domain is 0.85 but data.domain lists no sources" in texts(at)
+    assert not [b for b in at.button if b.key == "launch"]
+
+
+# --- the Data page -----------------------------------------------------------------------------
+def test_data_page_reports_problems_with_line_numbers(tmp_path):
+    bad = tmp_path / "docs.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n{"text": ""}\n{"text": "a"}\n')
+    at = open_page(PAGES[3])
+    at.text_input(key="data_path").set_value(str(bad)).run()
+    problems = frame_with(at, "problem")["problem"].tolist()
+    assert problems[0].startswith("line 2: malformed JSON")
+    assert "line 3: empty text" in problems and "line 4: duplicate of line 1" in problems
+
+
+def test_data_upload_is_confined_to_the_data_folder():
+    at = open_page(PAGES[3])
+    at.get("file_uploader")[0].upload("../../evil.jsonl", b'{"prompt": "Q?", "response": "A."}\n').run()
+    assert not at.exception
+    assert [p.name for p in (home() / "data").iterdir()] == ["evil.jsonl"]
+    assert not (home().parent / "evil.jsonl").exists()
+    at.selectbox(key="data_source").set_value(str((home() / "data" / "evil.jsonl").resolve())).run()
+    assert [m.value for m in at.metric][:2] == ["1", "chat"]
