@@ -30,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)
     print(f"run id: {run.id}", flush=True)
     result = train_in_slot(run, progress=not args.no_progress)
-    print(json.dumps({"run_id": run.id, "status": "completed", **result}))
+    print(json.dumps({"run_id": run.id, **result, "status": run.status().get("status")}))
     return 0
 
 

@@ -111,10 +111,17 @@ class MetricStream(TrainerCallback):
                  seqs_per_step: int, tokens_per_step: int):
         self.writer, self.meter, self.data = writer, meter, data
         self.seqs_per_step, self.tokens_per_step = seqs_per_step, tokens_per_step
-        self._t0 = self._last_step = None
+        self._last_step, self._busy, self._step_t0 = None, 0.0, 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._t0, self._last_step = time.time(), state.global_step
+        self._last_step, self._busy = state.global_step, 0.0
+
+    # throughput counts time inside optimizer steps only: evaluations and checkpoints run between them
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._busy += time.perf_counter() - self._step_t0
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         role_loss = self.meter.means()  # collective in DDP: every rank calls it
@@ -122,7 +129,6 @@ class MetricStream(TrainerCallback):
             return
         step = state.global_step
         tokens = step * self.tokens_per_step
-        now = time.time()
         w = self.writer
         w.write("train/loss", logs["loss"], step, tokens)
         if "learning_rate" in logs:
@@ -132,7 +138,7 @@ class MetricStream(TrainerCallback):
         for role, value in role_loss.items():
             w.write(f"train/loss/{role}", value, step, tokens)
         if step > self._last_step:
-            tps = (step - self._last_step) * self.tokens_per_step / max(now - self._t0, 1e-9)
+            tps = (step - self._last_step) * self.tokens_per_step / max(self._busy, 1e-9)
             w.write("train/tokens_per_second", tps, step, tokens)
         if self.meter.ewc_penalty is not None:
             w.write("train/ewc_penalty", self.meter.ewc_penalty, step, tokens)
@@ -143,7 +149,7 @@ class MetricStream(TrainerCallback):
         for role, share in self.data.realized_shares(trained, start=stage["first_seq"]).items():
             if requested.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
                 w.write(f"mix/{role}", share, step, tokens)
-        self._t0, self._last_step = now, step
+        self._last_step, self._busy = step, 0.0
 
 
 class QuietProgress(ProgressCallback):

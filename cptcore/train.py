@@ -61,7 +61,8 @@ def training_args(cfg: RunConfig, run: Run, device: str, progress: bool, max_ste
         seed=t.seed,
         logging_steps=t.log_every_steps,
         save_strategy="steps",
-        save_steps=t.save_every_steps or t.max_steps,
+        # stop_on_warning keeps the last checkpoint that did not breach: save at every evaluation
+        save_steps=t.save_every_steps or (cfg.eval.every_steps if cfg.eval.stop_on_warning else t.max_steps),
         save_total_limit=t.save_total_limit,
         report_to=t.report_to or "none",
         train_sampling_strategy="sequential",  # the mix order is the schedule: do not reshuffle it
