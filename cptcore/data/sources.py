@@ -81,6 +81,24 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}); convert it with iconv -t utf-8") from None
 
 
+def jsonl_lines(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; errors name the file and the line."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    out = []
+    for i, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{i}: malformed JSON ({e.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
+        out.append((i, rec))
+    return out
+
+
 def _read_file(path: Path, text_field: str) -> list[dict]:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
@@ -90,17 +108,7 @@ def _read_file(path: Path, text_field: str) -> list[dict]:
             raise DataError(f"{path}: file has only whitespace")
         return [{text_field: text}]
     if path.suffix == ".jsonl":
-        rows = []
-        for i, line in enumerate(_read_text(path).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
-            rows.append(rec)
+        rows = [rec for _, rec in jsonl_lines(path)]
         if not rows:
             raise DataError(f"{path}: file has no records")
         return rows

@@ -10,7 +10,6 @@ are an error rather than silently skipped. Offline: NLTK's punkt_tab is bundled,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .stats import Score, proportion, ratio_score
@@ -126,23 +125,15 @@ def load_prompts(source: str = "bundled", limit: int | None = None, limit_key: s
 
 def read_jsonl(path: Path, require: tuple[str, ...] = ()) -> list[dict]:
     """JSON lines with line-numbered errors for malformed lines and missing fields."""
+    from ..data.sources import DataError, jsonl_lines
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IFEvalError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise IFEvalError(f"{path}: not UTF-8 text") from None
+        lines = jsonl_lines(path)
+    except DataError as e:
+        raise IFEvalError(str(e)) from None
     records = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise IFEvalError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise IFEvalError(f"{path}:{lineno}: expected a JSON object")
+    for lineno, rec in lines:
         missing = [f for f in require if f not in rec]
         if missing:
             raise IFEvalError(f"{path}:{lineno}: missing field {', '.join(repr(m) for m in missing)}")
