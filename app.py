@@ -6,7 +6,7 @@ import streamlit as st
 
 from cptcore import compare, launch
 from cptcore.catalog import Catalog, read_meta
-from cptcore.runs import Run, cpt_home, list_runs
+from cptcore.runs import Run, cpt_home, list_runs, newest_first
 
 st.set_page_config(page_title="CPT Studio", page_icon="📈", layout="wide")
 HOME = cpt_home()
@@ -50,7 +50,7 @@ def runs_table() -> None:
 
 runs_table()
 
-ids = [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]
+ids = newest_first(runs)
 selected = st.multiselect("Select runs", ids, default=[i for i in st.session_state.get("selected_runs", []) if i in ids],
                           help="Pick one run to monitor, or several to compare.")
 st.session_state["selected_runs"] = selected

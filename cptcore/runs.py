@@ -216,3 +216,8 @@ def list_runs(home: Path | str | None = None) -> list[Run]:
 
 def iter_metric_rows(run: Run) -> Iterator[dict]:
     yield from latest_attempt(run.read_metrics())
+
+
+def newest_first(runs: list[Run]) -> list[str]:
+    """Run ids, most recently created first (the order every run picker shows)."""
+    return [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]

@@ -5,7 +5,7 @@ import time
 import streamlit as st
 
 from cptcore import charts, compare, frames, launch
-from cptcore.runs import FINAL_STATUSES, Run, RunError, cpt_home, list_runs
+from cptcore.runs import FINAL_STATUSES, Run, RunError, cpt_home, list_runs, newest_first
 
 st.set_page_config(page_title="Monitor · CPT Studio", page_icon="📉", layout="wide")
 HOME = cpt_home()
@@ -17,7 +17,7 @@ if not runs:
     st.info("No runs to monitor yet. Start one on the **Launch** page (or `cpt launch experiments/demo.yaml`).")
     st.stop()
 
-ids = [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]
+ids = newest_first(runs)
 wanted = st.query_params.get("run") or st.session_state.get("monitor_run")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="monitor_select")
 st.session_state["monitor_run"] = run_id

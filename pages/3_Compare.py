@@ -3,7 +3,7 @@ diff, paired per-item IF results, and exports."""
 import streamlit as st
 
 from cptcore import charts, compare, frames
-from cptcore.runs import Run, cpt_home, list_runs
+from cptcore.runs import Run, cpt_home, list_runs, newest_first
 
 st.set_page_config(page_title="Compare · CPT Studio", page_icon="⚖️", layout="wide")
 HOME = cpt_home()
@@ -15,7 +15,7 @@ if not runs:
     st.info("No runs to compare yet. Launch two runs with different mixes on the **Launch** page, then come back.")
     st.stop()
 
-ids = [r.id for r in sorted(runs, key=lambda r: r.status().get("created") or 0, reverse=True)]
+ids = newest_first(runs)
 default = [i for i in st.session_state.get("compare_runs", []) if i in ids] or ids[:2]
 chosen = st.multiselect("Runs", ids, default=default, key="compare_select")
 st.session_state["compare_runs"] = chosen
