@@ -20,6 +20,9 @@ from .launch import stop_request_path
 from .runs import MetricWriter, Run
 
 HEARTBEAT_EVERY_S = 5.0
+# Fault-injection knob for tests: seconds to sleep after each step, so a kill or stop reliably lands mid-run
+# even on a machine fast enough to finish a tiny run between two polls. Unset (0) in normal use.
+STEP_DELAY_ENV = "CPT_STEP_DELAY_S"
 
 
 class Supervisor(TrainerCallback):
@@ -29,6 +32,7 @@ class Supervisor(TrainerCallback):
         self.run, self.writer, self.every_s = run, writer, every_s
         self.main = int(os.environ.get("RANK", "0")) == 0
         self._last = 0.0
+        self.step_delay_s = float(os.environ.get(STEP_DELAY_ENV) or 0)
         self.stopped_at: int | None = None
         try:
             cfg = run.config()
@@ -59,6 +63,8 @@ class Supervisor(TrainerCallback):
         self._beat(state, force=True, host=socket.gethostname())  # liveness checks pids only on this host
 
     def on_step_end(self, args, state, control, **kwargs):
+        if self.step_delay_s:
+            time.sleep(self.step_delay_s)
         if self.stopped_at is None and self._stop_requested(args):
             self.stopped_at = state.global_step
             control.should_save = True  # the Trainer saves checkpoint-<step> right after this callback

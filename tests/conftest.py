@@ -43,3 +43,11 @@ def tiny_cfg(data_files):
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("CPT_HOME", str(tmp_path / "runs"))
+
+
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each step of a launched run takes >= 0.25 s, so the fault lands mid-run however fast the machine is."""
+    from cptcore.supervise import STEP_DELAY_ENV
+
+    monkeypatch.setenv(STEP_DELAY_ENV, "0.25")

@@ -44,7 +44,8 @@ def wait_until(check, timeout: float, what: str, every: float = 0.5):
 def server(tmp_path):
     """`streamlit run app.py` on a free local port with CPT_HOME in tmp_path; stopped (with its runs) after."""
     port, home = free_port(), tmp_path / "runs"
-    env = dict(os.environ, CPT_HOME=str(home), PYTHONUNBUFFERED="1")
+    # >= 0.05 s per step: the 400-step run stays live long enough to watch and stop on however fast a machine
+    env = dict(os.environ, CPT_HOME=str(home), PYTHONUNBUFFERED="1", CPT_STEP_DELAY_S="0.05")
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
                              "--server.headless", "true", "--browser.gatherUsageStats", "false"],

@@ -46,7 +46,7 @@ def test_two_processes_write_one_stream_with_the_single_process_losses(tiny_cfg)
     assert all(b[s] == pytest.approx(a[s], rel=1e-3) for s in a)
 
 
-def test_a_stop_ends_both_processes_on_the_same_step_with_a_checkpoint(tiny_cfg):
+def test_a_stop_ends_both_processes_on_the_same_step_with_a_checkpoint(tiny_cfg, slow_steps):
     home = Path(os.environ["CPT_HOME"])
     cfg = tiny_cfg.with_overrides(["train.max_steps=200", "train.batch_size=2", "launch.launcher=torchrun",
                                    "launch.nproc=2"])

@@ -41,7 +41,7 @@ def ended(st: dict) -> bool:
     return st.get("status") in ("completed", "failed", "stopped")
 
 
-def test_kill_9_mid_run_is_marked_failed_and_resume_completes_every_step_once(tiny_cfg):
+def test_kill_9_mid_run_is_marked_failed_and_resume_completes_every_step_once(tiny_cfg, slow_steps):
     run = L.launch(tiny_cfg.with_overrides(["train.max_steps=12", "train.save_every_steps=3"]), home())
     wait_for(run, lambda st: logged_step(run) >= 5 and run.last_checkpoint() is not None, what="step 5")
     os.kill(run.status()["pid"], signal.SIGKILL)
@@ -57,7 +57,7 @@ def test_kill_9_mid_run_is_marked_failed_and_resume_completes_every_step_once(ti
     assert max(r["attempt"] for r in run.read_metrics()) == 2 and st["attempt"] == 2
 
 
-def test_stop_checkpoints_then_resume_finishes_the_run(tiny_cfg):
+def test_stop_checkpoints_then_resume_finishes_the_run(tiny_cfg, slow_steps):
     run = L.launch(tiny_cfg.with_overrides(["train.max_steps=12"]), home())  # checkpoints only at the end
     wait_for(run, lambda st: logged_step(run) >= 3, what="step 3")
     L.request_stop(run)
