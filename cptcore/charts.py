@@ -40,6 +40,27 @@ def _hline(y: float, color: str = "#999", dash: str = "solid", xref: str = "x", 
                 line=dict(color=color, width=1, dash=dash))
 
 
+MARKED_EVENTS = {"event/stage": "stage", "event/mix_change": "mix"}  # events that change what is trained
+
+
+def event_marks(m: frames.Metrics, x: str, xref: str = "x") -> tuple[list[dict], list[dict]]:
+    """Dotted vertical lines (shapes) and hoverable labels (annotations) where a stage began (after the first)
+    or the dynamic mix changed, so a jump in a curve can be read against its cause."""
+    ev = m.events
+    if not len(ev):
+        return [], []
+    ev = ev[ev["name"].isin(list(MARKED_EVENTS)) & ((ev["name"] != "event/stage") | (ev["step"] > 0))]
+    shapes, notes = [], []
+    for _, e in ev.iterrows():
+        at = float(e[x])
+        shapes.append(dict(type="line", xref=xref, x0=at, x1=at, yref=f"{xref.replace('x', 'y')} domain", y0=0,
+                           y1=1, line=dict(color="#888", width=1, dash="dot")))
+        notes.append(dict(x=at, xref=xref, y=1, yref=f"{xref.replace('x', 'y')} domain", yanchor="bottom",
+                          text=MARKED_EVENTS[e["name"]], showarrow=False, font=dict(size=10, color="#666"),
+                          hovertext=str(e.get("message") or e["name"])))
+    return shapes, notes
+
+
 def _layout(title: str, x: str, y: str, revision: str, height: int = 320, **kw) -> dict:
     return dict(title=dict(text=title), xaxis=dict(title=dict(text=X_TITLES.get(x, x))),
                 yaxis=dict(title=dict(text=y)), uirevision=revision, height=height, margin=MARGIN,
@@ -64,7 +85,8 @@ def loss_figure(m: frames.Metrics, x: str = "tokens", smoothing: float = 0.0, re
             data.append(_line(len(c), c[x], c["value"], label, color, 2 if label == "total" else 1.5))
     if not data:
         return empty("Training loss", "no train/loss records yet", revision)
-    return _figure(data, _layout("Training loss", x, "loss", revision))
+    shapes, notes = event_marks(m, x)
+    return _figure(data, _layout("Training loss", x, "loss", revision, shapes=shapes, annotations=notes))
 
 
 def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: str = "tokens",
@@ -80,8 +102,9 @@ def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: 
             shapes.append(_hline(float(requested[r]) * 100, ROLE_COLORS[r], "dot"))
     if not data:
         return empty("Realized mix", "no mix/* records yet", revision)
+    marks, notes = event_marks(m, x)
     return _figure(data, _layout("Realized mix (dotted: requested)", x, "share of tokens (%)", revision,
-                                 shapes=shapes))
+                                 shapes=shapes + marks, annotations=notes))
 
 
 def _change_traces(m: frames.Metrics, names, x: str, axis: str, color_offset: int = 0,
@@ -117,13 +140,15 @@ def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "basel
         return empty("Domain vs general", "no eval/* records yet (is eval.evaluators empty?)", revision)
     data = _change_traces(m, dom, x, "") + _change_traces(m, gen, x, "2", color_offset=len(dom))
     xt = dict(text=X_TITLES.get(x, x))
-    titles = [dict(text=t, x=cx, y=1.0, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
+    titles = [dict(text=t, x=cx, y=1.08, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
                    showarrow=False, font=dict(size=14))
               for t, cx in (("Domain: change from step 0", 0.225), ("General: change from step 0", 0.775))]
+    (s1, n1), (s2, n2) = event_marks(m, x, "x"), event_marks(m, x, "x2")
     return _figure(data, dict(
         xaxis=dict(domain=[0, 0.45], title=xt), xaxis2=dict(domain=[0.55, 1], title=xt, anchor="y2"),
-        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"), annotations=titles, uirevision=revision, height=360,
-        shapes=[_hline(0), _hline(0, xref="x2", yref="y2")], margin=MARGIN, legend=dict(orientation="h", y=-0.25)))
+        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"), annotations=titles + n1 + n2, uirevision=revision,
+        height=360, shapes=[_hline(0), _hline(0, xref="x2", yref="y2")] + s1 + s2, margin=MARGIN,
+        legend=dict(orientation="h", y=-0.25)))
 
 
 def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "step", revision: str = "series"):

@@ -79,11 +79,14 @@ def live_panel(run_id: str) -> None:
     g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
     g2.plotly_chart(charts.mix_figure(m, cfg.get("mix"), x, revision=rev), key="mix_chart")
     st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
-    with st.expander("Learning rate, gradient norm, throughput"):
+    has_ewc = len(m.series("train/ewc_penalty")) > 0
+    with st.expander("Learning rate, gradient norm, throughput" + (", EWC penalty" if has_ewc else "")):
         t1, t2, t3 = st.columns(3)
         t1.plotly_chart(charts.series_figure(m, ["train/lr"], "learning rate", x, rev), key="lr_chart")
         t2.plotly_chart(charts.series_figure(m, ["train/grad_norm"], "gradient norm", x, rev), key="gn_chart")
         t3.plotly_chart(charts.series_figure(m, ["train/tokens_per_second"], "tokens / s", x, rev), key="tps_chart")
+        if has_ewc:  # EWC runs: the pull back toward the starting weights
+            st.plotly_chart(charts.series_figure(m, ["train/ewc_penalty"], "EWC penalty", x, rev), key="ewc_chart")
 
     st.subheader("Recent generations")
     tab_if, tab_qa = st.tabs(["IFEval prompts", "Knowledge QA"])
