@@ -94,7 +94,7 @@ def config_input(key: str, label: str | None = None, options: list | None = None
                    if getattr(m, "ge", None) is not None or getattr(m, "gt", None) is not None), None)
         hi = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)
         return st.number_input(label, min_value=lo, max_value=hi, step=1, **common)
-    if ann is float:
+    if ann is float or args == [float]:  # an optional float shows empty for None
         return st.number_input(label, format=fmt, **common)
     return st.text_input(label, **common)
 
@@ -179,6 +179,22 @@ with e3:
     config_input("eval.ifeval_limit", "IFEval prompts")
     config_input("eval.qa_limit", "QA questions")
     config_input("eval.stop_on_warning", "stop at the first warning")
+
+with st.expander("Forgetting mitigation and long context"):
+    f1, f2, f3, f4 = st.columns(4)
+    with f1:
+        config_input("progressive.enabled", "progressive mix (ramp the domain share)")
+        config_input("progressive.start_domain", "domain share at the start", step=0.05,
+                     disabled=not st.session_state["progressive.enabled"])
+    with f2:
+        config_input("dynamic_mix.enabled", "dynamic mix (react to evaluations)")
+        config_input("dynamic_mix.step", "share moved per decline", step=0.01,
+                     disabled=not st.session_state["dynamic_mix.enabled"])
+    with f3:
+        config_input("ewc.enabled", "EWC (pull toward the starting weights)")
+        config_input("ewc.log10_lambda", "log10 of EWC lambda", step=0.5, disabled=not st.session_state["ewc.enabled"])
+    with f4:
+        config_input("long_context.yarn_factor", "YaRN factor (empty: off)", step=1.0, min_value=1.0)
 
 # --- the config the widgets describe ------------------------------------------------------------
 keys = st.session_state["_launch_keys"]

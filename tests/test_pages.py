@@ -297,3 +297,17 @@ def test_data_upload_is_confined_to_the_data_folder():
     assert not (home().parent / "evil.jsonl").exists()
     at.selectbox(key="data_source").set_value(str((home() / "data" / "evil.jsonl").resolve())).run()
     assert [m.value for m in at.metric][:2] == ["1", "chat"]
+
+
+def test_mitigation_settings_load_from_a_recipe_and_reach_the_launched_config(no_spawn):
+    at = open_page(PAGES[0])
+    at.selectbox(key="launch_recipe").set_value("recipes/ewc_smoke.yaml").run()
+    assert at.checkbox(key="ewc.enabled").value and not at.checkbox(key="progressive.enabled").value
+    assert at.number_input(key="long_context.yarn_factor").value is None
+    at.checkbox(key="progressive.enabled").check().run()
+    at.number_input(key="long_context.yarn_factor").set_value(2.0).run()
+    at.number_input(key="train.max_steps").set_value(3).run()
+    at.button(key="launch").click().run()
+    assert not at.exception
+    cfg = list_runs(home())[0].config()
+    assert cfg.ewc.enabled and cfg.progressive.enabled and cfg.long_context.yarn_factor == 2.0
