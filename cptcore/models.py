@@ -158,13 +158,14 @@ def load_tokenizer(cfg: ModelConfig):
     return tok
 
 
-def tiny_config(vocab_size: int):
-    """A 2-layer Llama small enough to train in seconds on a CPU."""
+def tiny_config(tokenizer):
+    """A 2-layer Llama small enough to train in seconds on a CPU, with the tokenizer's special tokens."""
     from transformers import LlamaConfig
 
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+    return LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                       tie_word_embeddings=True)
+                       tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
 def load_model(cfg: ModelConfig, device: str = "cpu", dtype=None, tokenizer=None):
@@ -176,7 +177,7 @@ def load_model(cfg: ModelConfig, device: str = "cpu", dtype=None, tokenizer=None
     dtype = dtype or pick_dtype(cfg.dtype, device)
     if cfg.name == TINY_MODEL:
         torch.manual_seed(0)
-        model = AutoModelForCausalLM.from_config(tiny_config(len(tokenizer)), dtype=dtype)
+        model = AutoModelForCausalLM.from_config(tiny_config(tokenizer), dtype=dtype)
     else:
         src = resolve_model(cfg.name)
         try:

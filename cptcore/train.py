@@ -143,7 +143,7 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
 
     from .data.mix import build_stages
     from .models import pick_device
-    from transformers import ProgressCallback
+    from transformers import PrinterCallback, ProgressCallback
 
     from .stream import (DynamicMixer, MetricStream, MixDataset, QuietProgress, RoleLossMeter, StageCallback,
                          TappedWriter, make_trainer_class)
@@ -194,6 +194,11 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(QuietProgress())
+    else:  # without a bar the Trainer prints every log dict (the metric stream has them) and saves draw bars
+        trainer.remove_callback(PrinterCallback)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     resume = cfg.train.resume_from
     if resume == "last":
         last = run.last_checkpoint()
