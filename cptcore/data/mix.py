@@ -114,9 +114,10 @@ def load_role(cfg: RunConfig, role: str, tokenizer, loss_on: str = "answers",
         if not encoded:
             raise DataError(f"{source.path}: every row is empty")
         if loss_on == "all":  # also learn the prompts (raw text already trains on every token)
-            encoded = [(ids, list(ids)) for ids, _ in encoded]
+            encoded = [(ids, ids) for ids, _ in encoded]
         n_tokens = sum(len(ids) for ids, _ in encoded)
-        n_loss = sum(sum(1 for x in lab if x != IGNORE) for _, lab in encoded)
+        n_loss = sum(len(ids) if lab is ids else int(np.count_nonzero(np.asarray(lab) != IGNORE))
+                     for ids, lab in encoded)
         if n_loss == 0:
             raise DataError(f"{source.path}: no trainable tokens (chat records without assistant turns?)")
         lp = local_path(source)

@@ -73,6 +73,7 @@ def bare_loop_throughput(cfg) -> float:
 def padded_trainer_throughput(cfg, padding: str) -> tuple[float, float]:
     """Vanilla Trainer on the demo corpus, one example per row (cut at seq_len like any padded pipeline), rows drawn
     from the roles in the demo's mix proportions; `padding` "max_length" (to seq_len) or "longest" (per batch)."""
+    import numpy as np
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
@@ -90,7 +91,8 @@ def padded_trainer_throughput(cfg, padding: str) -> tuple[float, float]:
         role = ROLES[k]
         ids, labels = examples[role][taken[role] % len(examples[role])]
         taken[role] += 1
-        rows.append({"input_ids": ids[: cfg.data.seq_len], "labels": labels[: cfg.data.seq_len]})
+        rows.append({"input_ids": np.asarray(ids[: cfg.data.seq_len]).tolist(),
+                     "labels": np.asarray(labels[: cfg.data.seq_len]).tolist()})
     collate = DataCollatorForSeq2Seq(tok, padding=padding, max_length=cfg.data.seq_len, label_pad_token_id=-100)
     useful, total, times = [], [], []
 
