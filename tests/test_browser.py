@@ -106,9 +106,19 @@ def fill_number(page, label: str, value: str) -> None:
 
 
 def settle(page) -> None:
-    """Wait until the app has finished its rerun (the status widget shows no 'Running...')."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+    """Wait until the app has finished its rerun (the status widget shows no 'Running...' twice in a row:
+    a rerun triggered by the last input may not have shown it yet)."""
+    for _ in range(2):
+        page.wait_for_timeout(300)
+        page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=60_000)
+
+
+def click_launch(page) -> None:
+    """Click Launch once the rerun is over: mid-rerun a moved button can show twice (stale copy and new one)."""
+    settle(page)
+    button = page.get_by_role("button", name="Launch", exact=True)
+    wait_until(lambda: button.count() == 1, 30, "a single Launch button")
+    button.click()
 
 
 def choose_recipe_and_evals(page, url: str, steps: str) -> None:
@@ -119,18 +129,24 @@ def choose_recipe_and_evals(page, url: str, steps: str) -> None:
     page.get_by_role("option", name="smoke.yaml", exact=True).click()
     settle(page)
     evals = page.get_by_test_id("stMultiSelect").first
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     for name in ("domain_ppl", "replay_ppl"):
-        for _ in range(3):  # a rerun may redraw the widget under the cursor: check, retry
-            if evals.get_by_text(name, exact=True).count():  # its chip
+        chip = evals.get_by_text(name, exact=True)
+        for _ in range(5):  # a rerun may redraw the widget under the cursor: check, retry
+            if chip.count():
                 break
-            box = evals.locator("input")
-            box.click()
-            box.fill(name)
-            page.get_by_role("option", name=name, exact=True).wait_for()
-            box.press("Enter")
-            page.keyboard.press("Escape")
-            settle(page)
-        assert evals.get_by_text(name, exact=True).count(), f"could not select {name}"
+            try:
+                box = evals.locator("input")
+                box.click()
+                box.fill(name)
+                page.get_by_role("option", name=name, exact=True).click(timeout=5_000)
+                page.keyboard.press("Escape")
+                settle(page)
+                chip.wait_for(timeout=5_000)
+            except PlaywrightTimeout:
+                settle(page)
+        assert chip.count(), f"could not select {name}"
     fill_number(page, "steps", steps)
     fill_number(page, "evaluate every N steps", "10")
 
@@ -157,7 +173,7 @@ def journey(page, url: str, home: Path) -> None:
 
     # 1. the smoke recipe, long enough to watch, launched from the form
     choose_recipe_and_evals(page, url, "400")
-    page.get_by_role("button", name="Launch", exact=True).click()
+    click_launch(page)
     page.wait_for_url("**/Monitor", timeout=30_000)
     first = wait_until(lambda: trace_points(page, "total"), 120, "the first training-loss points")
     more = wait_until(lambda: (n := trace_points(page, "total")) > first and n, 60,
@@ -173,8 +189,7 @@ def journey(page, url: str, home: Path) -> None:
         replay.focus()
         page.keyboard.press("ArrowRight")
         page.wait_for_timeout(300)
-    page.wait_for_timeout(1000)
-    page.get_by_role("button", name="Launch", exact=True).click()
+    click_launch(page)
     page.wait_for_url("**/Monitor", timeout=30_000)
     wait_until(lambda: sorted(statuses(home).values()) == ["completed", "stopped"], 180,
                "the second run to complete")
@@ -184,6 +199,6 @@ def journey(page, url: str, home: Path) -> None:
     page.get_by_text("Trade-off: domain gain vs retention").first.wait_for(timeout=60_000)
     wait_until(lambda: trace_points(page, "Pareto frontier"), 60, "the trade-off chart's Pareto frontier")
     page.get_by_text("Config diff").wait_for()
-    assert page.get_by_test_id("stDataFrame").count() >= 1
+    page.get_by_test_id("stDataFrame").first.wait_for()  # the diff table, drawn just after its heading
     replays = [yaml.safe_load(c.read_text())["mix"]["replay"] for c in sorted(home.glob("*/config.yaml"))]
     assert len(replays) == 2 and replays[1] > replays[0]  # run ids sort by creation time
