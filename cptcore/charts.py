@@ -50,13 +50,14 @@ def event_marks(m: frames.Metrics, x: str, xref: str = "x") -> tuple[list[dict],
     if not len(ev):
         return [], []
     ev = ev[ev["name"].isin(list(MARKED_EVENTS)) & ((ev["name"] != "event/stage") | (ev["step"] > 0))]
+    yref = xref.replace("x", "y") + " domain"  # full height of the subplot whatever its y range
     shapes, notes = [], []
     for _, e in ev.iterrows():
         at = float(e[x])
-        shapes.append(dict(type="line", xref=xref, x0=at, x1=at, yref=f"{xref.replace('x', 'y')} domain", y0=0,
-                           y1=1, line=dict(color="#888", width=1, dash="dot")))
-        notes.append(dict(x=at, xref=xref, y=1, yref=f"{xref.replace('x', 'y')} domain", yanchor="bottom",
-                          text=MARKED_EVENTS[e["name"]], showarrow=False, font=dict(size=10, color="#666"),
+        shapes.append(dict(type="line", xref=xref, x0=at, x1=at, yref=yref, y0=0, y1=1,
+                           line=dict(color="#888", width=1, dash="dot")))
+        notes.append(dict(x=at, xref=xref, y=1, yref=yref, yanchor="bottom", text=MARKED_EVENTS[e["name"]],
+                          showarrow=False, font=dict(size=10, color="#666"),
                           hovertext=str(e.get("message") or e["name"])))
     return shapes, notes
 
