@@ -1,12 +1,12 @@
 """CPT Studio home: the runs table.  Start it with:  streamlit run app.py
 
-Pages render; cptcore computes (frames, charts, checks) and runs things (launch, catalog).
+Pages render; cptcore computes (frames, charts, checks) and runs things (cptcore.runs: launch, liveness, table).
 """
 import streamlit as st
 
-from cptcore import compare, launch
-from cptcore.catalog import Catalog, read_meta
 from cptcore.runs import Run, cpt_home, list_runs, newest_first
+from cptcore.runs.liveness import refresh_all
+from cptcore.runs.table import runs_table as build_runs_table
 
 st.set_page_config(page_title="CPT Studio", page_icon="📈", layout="wide")
 HOME = cpt_home()
@@ -28,10 +28,7 @@ active = any(r.status().get("status") in ("queued", "running") for r in runs)
 @st.fragment(run_every=5 if active else None)
 def runs_table() -> None:
     """The table refreshes by itself while runs are queued or running."""
-    for run in list_runs(HOME):
-        if run.status().get("status") in ("queued", "running"):
-            launch.refresh(run)  # marks runs whose process died as failed
-    table = compare.runs_table(list_runs(HOME))
+    table = build_runs_table(refresh_all(HOME))  # refresh marks runs whose process died as failed
     st.dataframe(
         table, hide_index=True, width="stretch",
         column_config={
@@ -65,11 +62,10 @@ if c2.button("Compare", disabled=len(selected) < 2, key="open_compare"):
 with st.expander("Tags and note"):
     run_id = st.selectbox("Run", ids, key="meta_run")
     run = Run.open(HOME, run_id)
-    meta = read_meta(run)
+    meta = run.meta()
     tags = st.text_input("Tags (comma separated)", value=", ".join(meta.get("tags", [])), key=f"tags_{run_id}")
     note = st.text_area("Note", value=meta.get("note", ""), key=f"note_{run_id}")
     if st.button("Save tags and note", key="save_meta"):
-        catalog = Catalog(HOME)
-        catalog.set_tags(run, [t.strip() for t in tags.split(",") if t.strip()])
-        catalog.set_note(run, note.strip())
+        run.set_tags([t.strip() for t in tags.split(",") if t.strip()])
+        run.set_note(note.strip())
         st.success(f"Saved for {run_id}.")

@@ -12,6 +12,8 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 
+from .errors import UsageError
+
 QUESTIONS = (  # key, question, options (the first is the default)
     ("keep_chat", "Must the model still chat and follow instructions after training?", ("yes", "no")),
     ("goal", "What should it gain?", ("knowledge", "domain_language", "new_language")),
@@ -155,8 +157,6 @@ def cmd_advise(args) -> int:
     try:
         adv = advise(answers)
     except ValueError as e:
-        from .cli import UsageError
-
         raise UsageError(str(e)) from None
     print(json.dumps(asdict(adv) | {"overrides": adv.overrides()}, indent=1) if args.json else format_advice(adv))
     return 0

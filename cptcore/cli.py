@@ -15,32 +15,31 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
-from .runs import Run, RunError, cpt_home, latest_attempt, list_runs
-
-
-class UsageError(ValueError):
-    """Bad input detected by a command; printed as one line, exit code 2."""
+from .errors import UsageError
+from .runs import Run, RunError, cpt_home
 
 
 # --- train / runs / metrics ------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .launch import train_in_slot  # waits its turn in the queue; starts torchrun when launch.launcher asks
+    from .runs.launch import train_in_slot  # waits its turn in the queue; starts torchrun when launch.launcher asks
 
-    cfg = RunConfig.load(args.config, args.set)
+    from .plan import plan
+
+    cfg = RunConfig.load(args.config, args.set)  # parsed once; passed down to the trainer
+    plan(cfg)  # a stage without data, too few steps: ConfigError before a run is created
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)
     print(f"run id: {run.id}", flush=True)
-    result = train_in_slot(run, progress=not args.no_progress)
+    result = train_in_slot(run, cfg, progress=not args.no_progress)
     print(json.dumps({"run_id": run.id, **result, "status": run.status().get("status")}))
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .catalog import Catalog
-    from .launch import look
+    from .runs.liveness import refresh_all
+    from .runs.table import run_row
 
-    if args.rebuild:
-        print(f"catalog rebuilt from {Catalog(cpt_home()).rebuild()} run directories", file=sys.stderr)
-    rows = look(cpt_home())  # liveness first: dead processes are marked failed before they are listed
+    runs = refresh_all(cpt_home())  # liveness first: dead processes are marked failed before they are listed
+    rows = [run_row(r, metrics=args.json) for r in runs]  # the text listing needs no metric stream
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -54,19 +53,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_summary(run: Run) -> dict:
-    from .launch import refresh
-
-    st = refresh(run)
-    try:
-        cfg = run.config().to_dict()
-    except ConfigError:
-        cfg = {"model": {}, "mix": {}}
-    return {"id": run.id, "status": st.get("status"), "step": st.get("step"), "max_steps": st.get("max_steps"),
-            "model": cfg["model"].get("name", "?"), "mix": cfg["mix"], "error": st.get("error")}
-
-
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from .runs.metrics import latest_attempt
+
     run = Run.open(cpt_home(), args.run)
     records = latest_attempt(run.read_metrics())
     if args.format == "json":
@@ -120,7 +109,7 @@ def cmd_score_if(args: argparse.Namespace) -> int:
 
 # --- background runs: launch / status / logs / stop / resume / delete / sweep / slurm ----------
 def cmd_launch(args: argparse.Namespace) -> int:
-    from .launch import launch
+    from .runs.launch import launch
 
     cfg = RunConfig.load(args.config, args.set)
     run = launch(cfg, cpt_home(), tags=args.tag)
@@ -132,7 +121,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from .launch import log_tail, refresh
+    from .runs.liveness import log_tail, refresh
 
     run = Run.open(cpt_home(), args.run)
     st = refresh(run)
@@ -157,7 +146,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_logs(args: argparse.Namespace) -> int:
     import time
 
-    from .launch import refresh
+    from .runs.liveness import refresh
 
     run = Run.open(cpt_home(), args.run)
     offset = 0
@@ -180,7 +169,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from .launch import request_stop, wait_until_ended
+    from .runs.launch import request_stop, wait_until_ended
 
     run = Run.open(cpt_home(), args.run)
     request_stop(run, args.timeout)
@@ -195,7 +184,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from .launch import resume
+    from .runs.launch import resume
 
     run, skipped = resume(Run.open(cpt_home(), args.run))
     for s in skipped:
@@ -207,7 +196,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from .launch import delete, refresh
+    from .runs.launch import delete
+    from .runs.liveness import refresh
 
     run = Run.open(cpt_home(), args.run)
     st = refresh(run)
@@ -225,7 +215,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .launch import parse_grid, sweep
+    from .runs.sweep import parse_grid, sweep
 
     cfg = RunConfig.load(args.config, args.set)
     group, runs = sweep(cfg, parse_grid(args.grid), cpt_home(), group=args.name)
@@ -237,7 +227,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_slurm(args: argparse.Namespace) -> int:
-    from .launch import write_slurm
+    from .runs.slurm import write_slurm
 
     cfg = RunConfig.load(args.config, args.set)
     gpus = args.gpus_per_node or cfg.launch.nproc
@@ -312,7 +302,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("runs", help="list runs with their status")
     r.add_argument("--json", action="store_true")
-    r.add_argument("--rebuild", action="store_true", help="rebuild the catalog from the run directories")
     r.set_defaults(func=cmd_runs)
 
     m = sub.add_parser("metrics", help="dump a run's metric stream")

@@ -1,8 +1,8 @@
-"""Runs side by side, for the home table and the Compare page: table rows, config diff, the trade-off with
-its Pareto frontier, and per-item evaluation results (one run's recent generations, two runs paired).
+"""Runs side by side, for the Compare page: hover text, config diff, the trade-off with its Pareto frontier, and
+per-item evaluation results (one run's recent generations, two runs paired). The home table is runs/table.py.
 
-Never imports streamlit; reads only what runs wrote (status.json, config.yaml, manifest.json, eval/*.jsonl)
-through frames' size/mtime-keyed caches.
+Never imports streamlit; reads only what runs wrote (config.yaml, manifest.json, eval/*.jsonl) through
+size/mtime-keyed caches.
 """
 from __future__ import annotations
 
@@ -12,61 +12,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .frames import (Metrics, baseline_change, downsample_index, latest_gain, load_metrics, run_config_dict,
-                     run_manifest)
+from .frames import Metrics, baseline_change, downsample_index
 from .runs import Run
+from .runs.metrics import parse_records
 
 
-# --- the runs table --------------------------------------------------------------------------
+# --- hover text ---------------------------------------------------------------------------------
 def config_summary(run: Run) -> str:
     """A one-glance description of a run's config (chart hover text)."""
-    cfg = run_config_dict(run)
+    cfg = run.config_dict()
     mix, tr, model = cfg.get("mix") or {}, cfg.get("train") or {}, cfg.get("model") or {}
     shares = "/".join(f"{100 * float(mix.get(r, 0)):g}" for r in ("domain", "replay", "instruct"))
     return (f"<b>{cfg.get('name', run.id)}</b> ({run.id})<br>{model.get('name', '?')} [{model.get('kind', '')}]"
             f"<br>mix d/r/i {shares}%<br>{tr.get('method', '')} lr {tr.get('lr', '?')} steps {tr.get('max_steps', '?')}")
-
-
-def _recipe(value) -> str:
-    """A config's recipe (a name, or a section with a name) as table text; '' for plain CPT."""
-    if isinstance(value, dict):
-        value = value.get("name") or value.get("kind") or ""
-    return "" if value in (None, "none") else str(value)
-
-
-def run_row(run: Run) -> dict:
-    """One line of the home table: status, progress, model, mix, LR, budget, domain gain, IF change."""
-    from .catalog import read_meta
-
-    st, cfg, meta = run.status(), run_config_dict(run), read_meta(run)
-    m = load_metrics(run)
-    model, mix, tr = cfg.get("model") or {}, cfg.get("mix") or {}, cfg.get("train") or {}
-    max_steps = st.get("max_steps") or tr.get("max_steps")
-    step = max(int(st.get("step") or 0), m.last_step)
-    loss = m.series("train/loss")
-    return {
-        "run": run.id, "name": cfg.get("name", ""), "status": st.get("status", "unknown"),
-        "progress": min(1.0, step / max_steps) if max_steps else 0.0, "step": step, "max_steps": max_steps,
-        "tokens": int(loss["tokens"].iloc[-1]) if len(loss) else 0, "model": model.get("name", "?"),
-        "kind": model.get("kind", ""), "recipe": _recipe(cfg.get("recipe")), "method": tr.get("method", ""),
-        "mix": "/".join(f"{100 * float(mix.get(r, 0)):g}" for r in ("domain", "replay", "instruct")),
-        "lr": tr.get("lr"),
-        "domain gain": latest_gain(m, ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1")),
-        "IF change": latest_gain(m, ("eval/if_prompt_strict", "eval/if_inst_strict")),
-        "warnings": int((m.events["name"] == "event/warning").sum()) if len(m.events) else 0,
-        "error": st.get("error") or "", "group": meta.get("group") or "",
-        "tags": ", ".join(map(str, meta.get("tags", []))), "note": meta.get("note", ""), "created": st.get("created"),
-    }
-
-
-def runs_table(runs: list[Run]) -> pd.DataFrame:
-    rows = [run_row(r) for r in runs]
-    frame = pd.DataFrame(rows)
-    if not rows:
-        return frame
-    frame = frame.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
-    frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")
-    return frame
 
 
 # --- config diff -----------------------------------------------------------------------------
@@ -90,8 +48,8 @@ def config_diff(runs: list[Run]) -> pd.DataFrame:
     """Keys (config and data manifest) whose values differ between the runs; one column per run."""
     flat = {}
     for r in runs:
-        f = flatten(run_config_dict(r))
-        f.update(flatten(run_manifest(r), "manifest"))
+        f = flatten(r.config_dict())
+        f.update(flatten(r.manifest(), "manifest"))
         flat[r.id] = f
     keys = sorted(set().union(*[f.keys() for f in flat.values()]) if flat else [],
                   key=lambda k: (k.startswith("manifest."), k))  # the config first, then the data manifest
@@ -165,19 +123,10 @@ def eval_item_files(run: Run, evaluator: str) -> dict[int, Path]:
 
 def read_items(path: Path) -> list[dict]:
     """Per-item records; a malformed line (a file still being written) is skipped, not fatal."""
-    items = []
     try:
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+        return parse_records(Path(path).read_bytes())
     except OSError:
-        return items
-    for line in lines:
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(rec, dict):
-            items.append(rec)
-    return items
+        return []
 
 
 def item_passed(item: dict, loose: bool = False) -> bool | None:

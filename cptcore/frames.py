@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import Run, latest_attempt
+from .runs.metrics import StreamTail, latest_attempt, latest_attempt_index, parse_records
+from .runs.store import Run, atomic_write
 
 CORE = ("step", "tokens", "time", "name", "value", "attempt")
 DOMAIN_METRICS = ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1", "eval/qa_answer_logprob")
@@ -52,8 +53,7 @@ class Metrics:
 
 @dataclass
 class _Tail:
-    offset: int = 0
-    partial: bytes = b""
+    stream: StreamTail
     key: tuple = ()
     chunks: list = field(default_factory=list)
     metrics: Metrics | None = None
@@ -85,14 +85,7 @@ def parse_lines(data: bytes) -> pd.DataFrame:
             explicit_schema=schema, unexpected_field_behavior="infer"))
         frame = table.to_pandas()
     except Exception:  # noqa: BLE001 - NaN literals, mixed types, a bad line: take the slow exact path
-        rows = []
-        for line in data.split(b"\n"):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(rec, dict) and "name" in rec and "step" in rec:
-                rows.append(rec)
+        rows = [r for r in parse_records(data) if "name" in r and "step" in r]
         frame = pd.DataFrame.from_records(rows) if rows else empty_values()
     for c in CORE:
         if c not in frame:
@@ -103,7 +96,7 @@ def parse_lines(data: bytes) -> pd.DataFrame:
 
 
 def _split(frame: pd.DataFrame) -> Metrics:
-    """Latest attempt per (name, step) — the rule of runs.latest_attempt, vectorized — and events apart."""
+    """Latest attempt per (name, step) (runs.metrics.latest_attempt_index), sorted by name and step; events apart."""
     if not len(frame):
         return Metrics(empty_values(), empty_values())
     if "message" in frame:
@@ -111,9 +104,9 @@ def _split(frame: pd.DataFrame) -> Metrics:
     else:
         is_event = frame["value"].isna() & frame["name"].str.startswith("event/")
     values = frame[~is_event]
-    # stable sort by attempt: for equal attempts the later line wins, as in runs.latest_attempt
-    values = values.sort_values("attempt", kind="stable").drop_duplicates(["name", "step"], keep="last")
-    values = values.sort_values(["name", "step"], kind="stable").reset_index(drop=True)
+    codes, _ = pd.factorize(values["name"], sort=True)  # codes in name order: the result is sorted by name
+    keep = latest_attempt_index(codes, values["step"].to_numpy(), values["attempt"].to_numpy())
+    values = values.iloc[keep].reset_index(drop=True)
     events = frame[is_event].sort_values(["step", "time"], kind="stable").reset_index(drop=True)
     return Metrics(values, events)
 
@@ -158,11 +151,11 @@ def _save_sidecar(path: Path, fh, frame: pd.DataFrame, offset: int) -> bool:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = json.dumps({"offset": offset, "fingerprint": _fingerprint(fh, offset)}).encode()
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"cpt": meta})
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
         dest = _sidecar(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{threading.get_ident()}.tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(dest)
+        atomic_write(dest, buf.getvalue())
         return True
     except Exception:  # noqa: BLE001 - read-only CPT_HOME or odd extra fields: stay uncached
         return False
@@ -173,35 +166,34 @@ def load_metrics(path: Path | str | Run) -> Metrics:
     are unchanged); starts over when the file shrank. A fresh process starts from the parquet cache."""
     path = Path(path.metrics_path if isinstance(path, Run) else path)
     with _TAILS_LOCK:
-        tail = _TAILS.setdefault(str(path.resolve()), _Tail())
+        tail = _TAILS.setdefault(str(path.resolve()), _Tail(StreamTail(path)))
     with tail.lock:
         try:
             st = path.stat()
         except FileNotFoundError:
-            tail.__init__()
+            tail.__init__(StreamTail(path))
             return _split(empty_values())
         key = (st.st_size, st.st_mtime_ns)
         if tail.metrics is not None and key == tail.key:
             return tail.metrics
-        if st.st_size < tail.offset:
-            tail.offset, tail.partial, tail.chunks, tail.saved = 0, b"", [], 0
+        if st.st_size < tail.stream.offset:  # rewritten, not appended: start over
+            tail.stream.start_at(0)
+            tail.chunks, tail.saved = [], 0
         with open(path, "rb") as fh:
-            if tail.offset == 0 and st.st_size >= SIDECAR_MIN_BYTES:
+            if tail.stream.offset == 0 and st.st_size >= SIDECAR_MIN_BYTES:
                 cached = _load_sidecar(path, fh, st.st_size)
                 if cached is not None:
-                    tail.chunks, tail.offset = [cached[0]], cached[1]
-                    tail.saved = tail.offset
-            fh.seek(tail.offset)
-            chunk = fh.read()
-            tail.offset += len(chunk)
-            data = tail.partial + chunk
-            cut = data.rfind(b"\n") + 1  # hold back a partial last line until the writer finishes it
-            tail.partial = data[cut:]
-            if cut:
-                tail.chunks.append(parse_lines(data[:cut]))
+                    tail.chunks = [cached[0]]
+                    tail.stream.start_at(cached[1])
+                    tail.saved = cached[1]
+            data, restarted = tail.stream.read(fh)  # complete lines only: a partial last line waits
+            if restarted:
+                tail.chunks, tail.saved = [], 0
+            if data:
+                tail.chunks.append(parse_lines(data))
             frame = pd.concat(tail.chunks, ignore_index=True) if len(tail.chunks) > 1 else (
                 tail.chunks[0] if tail.chunks else empty_values())
-            complete = tail.offset - len(tail.partial)
+            complete = tail.stream.complete
             if complete - tail.saved >= SIDECAR_MIN_BYTES and _save_sidecar(path, fh, frame, complete):
                 tail.saved = complete
         tail.chunks = [frame]
@@ -210,7 +202,7 @@ def load_metrics(path: Path | str | Run) -> Metrics:
 
 
 def metrics_from_records(records: list[dict]) -> Metrics:
-    """Same frames from in-memory records (tests, exports), via runs.latest_attempt."""
+    """Same frames from in-memory records (tests, exports), via runs.metrics.latest_attempt."""
     kept = latest_attempt(records)
     values = [r for r in kept if r.get("value") is not None]
     events = [r for r in kept if r.get("value") is None]
@@ -336,48 +328,7 @@ def curve(m: Metrics, name: str, smoothing: float = 0.0, max_points: int = 1000)
     return s
 
 
-# --- small run files, progress ---------------------------------------------------------------
-_FILES: dict[str, tuple[tuple, object]] = {}
-
-
-def _cached_file(path: Path, parse) -> object:
-    """parse(text) of a small file, re-read only when its size or mtime changed."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (st.st_size, st.st_mtime_ns)
-    hit = _FILES.get(str(path))
-    if hit and hit[0] == key:
-        return hit[1]
-    try:
-        value = parse(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        value = None
-    _FILES[str(path)] = (key, value)
-    return value
-
-
-def _yaml(text: str):
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as e:
-        raise ValueError(str(e)) from None
-
-
-def run_config_dict(run: Run) -> dict:
-    """The run's config as a plain dict ({} when config.yaml is unreadable: the table still lists the run)."""
-    cfg = _cached_file(run.config_path, _yaml)
-    return cfg if isinstance(cfg, dict) else {}
-
-
-def run_manifest(run: Run) -> dict:
-    manifest = _cached_file(run.manifest_path, json.loads)
-    return manifest if isinstance(manifest, dict) else {}
-
-
+# --- progress ---------------------------------------------------------------------------------
 def eta_seconds(m: Metrics, max_steps: int | None, window: int = 20) -> float | None:
     """Seconds left, from the pace of the last `window` logged steps of train/loss."""
     s = m.series("train/loss")
@@ -390,6 +341,14 @@ def eta_seconds(m: Metrics, max_steps: int | None, window: int = 20) -> float | 
     if steps <= 0 or secs <= 0:
         return None
     return max(0.0, (max_steps - int(s["step"].iloc[-1])) * secs / steps)
+
+
+def final_values(m: Metrics) -> dict[str, float]:
+    """The last value of every metric (latest attempt per step), memoized until new data arrives."""
+    if "final" not in m.memo:
+        last = m.values.groupby("name", sort=True)["value"].last() if len(m.values) else {}
+        m.memo["final"] = {str(k): float(v) for k, v in dict(last).items()}
+    return dict(m.memo["final"])
 
 
 def latest_gain(m: Metrics, names: tuple[str, ...]) -> float | None:

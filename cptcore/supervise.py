@@ -1,4 +1,4 @@
-"""Supervision inside the training process: heartbeat, graceful stop, and checkpoint checks for resume.
+"""Supervision inside the training process: heartbeat and graceful stop (checkpoint checks: runs/checkpoints.py).
 
 `cpt stop RUN` only writes <run>/stop.json; the Supervisor sees it at the next step boundary, asks the Trainer to
 save a checkpoint and end, and marks status.json `stop_requested` so train_run finishes the run as `stopped`.
@@ -6,18 +6,14 @@ Under torchrun every rank must stop on the same step (or the next collective han
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
-import struct
 import time
-import zipfile
-from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .launch import stop_request_path
-from .runs import MetricWriter, Run
+from .runs.metrics import MetricWriter
+from .runs.store import Run, stop_request_path
 
 HEARTBEAT_EVERY_S = 5.0
 # Fault-injection knob for tests: seconds to sleep after each step, so a kill or stop reliably lands mid-run
@@ -28,17 +24,14 @@ STEP_DELAY_ENV = "CPT_STEP_DELAY_S"
 class Supervisor(TrainerCallback):
     """Heartbeat (step, max_steps) into status.json every few seconds; checkpoint-and-stop on request."""
 
-    def __init__(self, run: Run, writer: MetricWriter | None, every_s: float = HEARTBEAT_EVERY_S):
+    def __init__(self, run: Run, writer: MetricWriter | None, every_s: float = HEARTBEAT_EVERY_S,
+                 tokens_per_step: int = 0):
         self.run, self.writer, self.every_s = run, writer, every_s
+        self.tokens_per_step = tokens_per_step  # the plan's, for the stop event's token count
         self.main = int(os.environ.get("RANK", "0")) == 0
         self._last = 0.0
         self.step_delay_s = float(os.environ.get(STEP_DELAY_ENV) or 0)
         self.stopped_at: int | None = None
-        try:
-            cfg = run.config()
-            self.tokens_per_step = cfg.train.tokens_per_step(cfg.data.seq_len) * int(os.environ.get("WORLD_SIZE", "1"))
-        except Exception:  # noqa: BLE001 - tokens are only a label on the stop event
-            self.tokens_per_step = 0
 
     def _beat(self, state, force: bool = False, **fields) -> None:
         now = time.time()
@@ -85,65 +78,3 @@ class Supervisor(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         self._beat(state, force=True, last_checkpoint=f"checkpoint-{state.global_step}")
 
-
-# --- checkpoint checks ---------------------------------------------------------------------------
-def check_checkpoint(path: Path) -> str | None:
-    """None when an HF checkpoint folder looks complete, else why not (cheap: headers and sizes, no tensors)."""
-    path = Path(path)
-    if not path.is_dir():
-        return "not a folder"
-    state = path / "trainer_state.json"
-    if not state.is_file():  # the Trainer writes it last: its absence means saving was interrupted
-        return "partial: no trainer_state.json (saving was interrupted)"
-    try:
-        json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return "trainer_state.json is corrupt"
-    weights = [p for p in path.iterdir() if p.suffix == ".safetensors" or p.name in ("pytorch_model.bin",)]
-    sharded = any(p.name.startswith("pytorch_model_fsdp") for p in path.iterdir())
-    if not weights and not sharded:
-        return "no model weights (model.safetensors or adapter_model.safetensors)"
-    for w in weights:
-        problem = check_safetensors(w) if w.suffix == ".safetensors" else check_torch_zip(w)
-        if problem:
-            return problem
-    for name in ("optimizer.pt", "scheduler.pt"):
-        f = path / name
-        if f.exists():
-            problem = check_torch_zip(f)
-            if problem:
-                return problem
-        elif not sharded and name == "optimizer.pt":
-            return "no optimizer.pt (cannot resume the optimizer state)"
-    for f in path.glob("rng_state*.pth"):
-        problem = check_torch_zip(f)
-        if problem:
-            return problem
-    return None
-
-
-def check_safetensors(path: Path) -> str | None:
-    """A truncated or garbled safetensors file fails its header or its size check."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            (n,) = struct.unpack("<Q", fh.read(8))
-            if n > size:
-                return f"{path.name} is corrupt (bad header)"
-            header = json.loads(fh.read(n))
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, IndexError):
-        return f"{path.name} is corrupt (unreadable header)"
-    if size != 8 + n + end:
-        return f"{path.name} is truncated ({size} of {8 + n + end} bytes)"
-    return None
-
-
-def check_torch_zip(path: Path) -> str | None:
-    """torch.save files are zip archives: a truncated one has no readable central directory."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            z.infolist()
-    except (OSError, zipfile.BadZipFile):
-        return f"{path.name} is truncated or corrupt"
-    return None

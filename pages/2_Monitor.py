@@ -4,8 +4,11 @@ import time
 
 import streamlit as st
 
-from cptcore import charts, compare, frames, launch
-from cptcore.runs import FINAL_STATUSES, Run, RunError, cpt_home, list_runs, newest_first
+from cptcore import charts, compare, frames
+from cptcore.runs import Run, RunError, cpt_home, list_runs, newest_first
+from cptcore.runs import launch
+from cptcore.runs.liveness import log_tail, refresh
+from cptcore.runs.store import FINAL_STATUSES
 
 st.set_page_config(page_title="Monitor · CPT Studio", page_icon="📉", layout="wide")
 HOME = cpt_home()
@@ -24,7 +27,7 @@ st.session_state["monitor_run"] = run_id
 c1, c2, c3 = st.columns([2, 2, 1])
 x = c1.radio("x axis", ["tokens", "step", "time"], horizontal=True, key="monitor_x")
 smoothing = c2.slider("loss smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="monitor_smooth")
-live = launch.refresh(Run.open(HOME, run_id)).get("status") in ("queued", "running")
+live = refresh(Run.open(HOME, run_id)).get("status") in ("queued", "running")
 auto = c3.toggle("live refresh", value=True, key="monitor_live", disabled=not live,
                  help=f"While the run is queued or running, refresh the panel every {REFRESH_S} s without "
                  "reloading the page.")
@@ -33,8 +36,8 @@ auto = c3.toggle("live refresh", value=True, key="monitor_live", disabled=not li
 @st.fragment(run_every=REFRESH_S if auto and live else None)
 def live_panel(run_id: str) -> None:
     run = Run.open(HOME, run_id)
-    status = launch.refresh(run)
-    cfg = frames.run_config_dict(run)
+    status = refresh(run)
+    cfg = run.config_dict()
     m = frames.load_metrics(run)
     max_steps = status.get("max_steps") or (cfg.get("train") or {}).get("max_steps")
     state = status.get("status", "unknown")
@@ -103,7 +106,7 @@ def live_panel(run_id: str) -> None:
         with st.expander(f"Events ({len(other)})"):
             st.dataframe(other[["step", "name", "message"]], hide_index=True)
     with st.expander("Log tail", expanded=state == "failed"):
-        st.code("\n".join(launch.log_tail(run, 40)) or "(no log yet)", language=None)
+        st.code("\n".join(log_tail(run, 40)) or "(no log yet)", language=None)
     if live and state in FINAL_STATUSES:
         st.rerun(scope="app")  # the run just ended: redraw once without the timer
 

@@ -1,0 +1,179 @@
+"""Background runs: launch, stop, resume, delete; the queued process's training, local or distributed.
+
+    cpt launch experiments/smoke.yaml          # prints the run id at once; training goes on in the background
+
+- Launch: Run.create writes config.yaml and status `queued`, then `python -m cptcore train CONFIG --run-id ID`
+  starts in its own process session (argument list, log.txt as stdout), so it outlives the page, the server or
+  the shell that started it. <run>/launcher.json records pid, process group, host and working directory.
+  The started process waits for its slot (queue.py) before it trains.
+- Stop: `cpt stop` writes <run>/stop.json; the Supervisor callback checkpoints and ends the run as `stopped`.
+  After the timeout, the next look kills the process group and marks it stopped (liveness.py).
+- Resume: the newest checkpoint that passes check_checkpoint (corrupt ones are set aside as corrupt-checkpoint-N),
+  train.resume_from=last, status queued again; train_run bumps the attempt so readers keep the latest per step.
+- Scale-out: launch.launcher torchrun/accelerate makes the queued process start `torch.distributed.run` (or
+  `accelerate launch`) with the same `cptcore train` command; workers see RANK in their environment and train.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import ConfigError, RunConfig
+from ..plan import plan as make_plan
+from .checkpoints import pick_checkpoint
+from .liveness import STOP_TIMEOUT_S, mark_ended, refresh
+from .queue import TICKET_ENV, slot_key, take_ticket, wait_for_slot
+from .store import ACTIVE_STATUSES, FINAL_STATUSES, HOST, Run, RunError, atomic_write, read_json, stop_request_path
+
+PKG_ROOT = Path(__file__).resolve().parents[2]  # the folder holding cptcore: launched runs run this same code
+
+
+def launch(cfg: RunConfig, home: Path | str | None = None, group: str | None = None,
+           tags: list[str] | None = None) -> Run:
+    """Create the run (config first) and start it in the background; returns at once."""
+    check_launcher(cfg)
+    make_plan(cfg)  # a stage without data, too few steps: ConfigError before anything is created
+    run = Run.create(home, cfg)
+    if group or tags:
+        run.set_meta(group=group, tags=tags or [])
+    spawn(run)
+    return run
+
+
+def spawn(run: Run, cwd: str | None = None) -> int:
+    """Start `cptcore train --run-id` for an existing run in its own session; log.txt gets its output."""
+    run.launcher_path.unlink(missing_ok=True)  # a previous attempt's pids must not judge this one
+    run.write_status("queued", queued_at=time.time(), pid=None, pid_time=None)
+    home = run.dir.parent.resolve()
+    ticket_fh, ticket = take_ticket(run, run.config())  # queue order = launch order, not process start order
+    env = dict(os.environ, CPT_HOME=str(home), PYTHONUNBUFFERED="1", **{TICKET_ENV: f"{ticket_fh.fileno()}:{ticket}"},
+               PYTHONPATH=os.pathsep.join(p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "cptcore", "train", str(run.config_path.resolve()), "--run-id", run.id,
+           "--no-progress"]
+    cwd = cwd or os.getcwd()  # relative data paths in the config resolve where the user launched from
+    try:
+        with open(run.log_path, "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    start_new_session=True, env=env, cwd=cwd, pass_fds=(ticket_fh.fileno(),))
+    except OSError:
+        ticket.unlink(missing_ok=True)
+        raise
+    finally:
+        ticket_fh.close()  # the child holds the ticket's lock from here on
+    atomic_write(run.launcher_path, {"launcher": "local", "pid": proc.pid, "pgid": proc.pid, "host": HOST,
+                                     "time": time.time(), "cwd": cwd, "command": cmd})
+    return proc.pid
+
+
+def check_launcher(cfg: RunConfig) -> None:
+    """Reject launcher settings that cannot work here before anything is created."""
+    if cfg.launch.launcher == "accelerate" and cfg.launch.nproc > 1 and slot_key(cfg) == "cpu":
+        raise ConfigError("launch.launcher: accelerate needs GPUs for nproc > 1; use launch.launcher=torchrun on CPU")
+    if cfg.launch.strategy == "fsdp" and slot_key(cfg) == "cpu":
+        raise ConfigError("launch.strategy: fsdp needs GPUs; use ddp on CPU")
+
+
+# --- the queued process -------------------------------------------------------------------------
+def train_in_slot(run: Run, cfg: RunConfig | None = None, progress: bool = True) -> dict[str, Any]:
+    """What `cpt train` runs: wait for a slot, then train here or under torchrun/accelerate. cfg: the run's
+    config, parsed once by the caller (default: read from the run directory)."""
+    from ..train import train_run  # torch and transformers load only in the process that trains
+
+    cfg = cfg or run.config()
+    if "RANK" in os.environ or "LOCAL_RANK" in os.environ:  # a worker of torchrun/accelerate/srun: just train
+        return train_run(run, cfg, progress=progress)
+    check_launcher(cfg)
+    slot = wait_for_slot(run, cfg)
+    if slot is None:
+        raise RunError(f"run {run.id} was stopped before it started")
+    try:
+        if cfg.launch.launcher == "local":
+            result = train_run(run, cfg, progress=progress)
+        else:
+            result = _train_distributed(run, cfg, slot)
+        return {**result, "status": run.status().get("status")}
+    finally:
+        slot.close()
+
+
+def distributed_command(cfg: RunConfig, run: Run) -> list[str]:
+    """The torchrun / accelerate command line that starts launch.nproc copies of `cptcore train`."""
+    n = str(cfg.launch.nproc)
+    entry = ["-m", "cptcore", "train", str(run.config_path.resolve()), "--run-id", run.id, "--no-progress"]
+    if cfg.launch.launcher == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, *entry]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", n, "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += ["--use_fsdp"] if cfg.launch.strategy == "fsdp" else (["--multi_gpu"] if cfg.launch.nproc > 1 else [])
+    return cmd + entry
+
+
+def _train_distributed(run: Run, cfg: RunConfig, slot) -> dict[str, Any]:
+    cmd = distributed_command(cfg, run)
+    print("starting: " + shlex.join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, pass_fds=(slot.fileno(),))  # workers keep the slot even if this process dies
+    rc = proc.wait()
+    st = run.status()
+    if st.get("status") in ACTIVE_STATUSES:  # a worker died without writing its end (kill -9, OOM killer)
+        st = mark_ended(run, f"{cfg.launch.launcher} exited with code {rc} before the run recorded its end; "
+                             f"see {run.log_path}")
+    if st["status"] == "failed":
+        raise RunError(f"run {run.id} failed: {st.get('error')}")
+    return st.get("result") or {}
+
+
+# --- stop / resume / delete ---------------------------------------------------------------------
+def request_stop(run: Run, timeout_s: float = STOP_TIMEOUT_S) -> dict[str, Any]:
+    """Ask a queued or running run to stop (checkpoint first); returns at once."""
+    st = refresh(run)
+    if st.get("status") in FINAL_STATUSES:
+        raise RunError(f"run {run.id} already {st['status']}: nothing to stop")
+    atomic_write(stop_request_path(run), {"requested": time.time(), "timeout_s": timeout_s, "by": os.getpid()})
+    return st
+
+
+def wait_until_ended(run: Run, timeout_s: float = STOP_TIMEOUT_S, poll_s: float = 0.5) -> dict[str, Any]:
+    """Wait for a stop to take effect; past the stop timeout refresh() kills the process group."""
+    deadline = time.time() + timeout_s + 15
+    while time.time() < deadline:
+        st = refresh(run)
+        if st.get("status") in FINAL_STATUSES:
+            return st
+        time.sleep(poll_s)
+    return refresh(run)
+
+
+def resume(run: Run) -> tuple[Run, list[str]]:
+    """Relaunch a failed or stopped run from its newest usable checkpoint; returns the run and skipped checkpoints."""
+    st = refresh(run)
+    status = st.get("status")
+    if status == "completed":
+        raise RunError(f"run {run.id} already completed: nothing to resume (launch a new run to train longer)")
+    if status in ACTIVE_STATUSES:
+        raise RunError(f"run {run.id} is {status}: stop it first (cpt stop {run.id})")
+    ckpt, skipped = pick_checkpoint(run)
+    for bad, _ in skipped:  # set aside so `last` and the Trainer's checkpoint rotation never pick them again
+        bad.rename(bad.with_name(f"corrupt-{bad.name}-{int(time.time())}"))
+    cfg = run.config()
+    if cfg.train.resume_from != "last":
+        cfg.with_overrides({"train.resume_from": "last"}).save(run.config_path)
+    stop_request_path(run).unlink(missing_ok=True)
+    run.write_status("queued", stop_requested=None, previous_error=st.get("error"), error=None,
+                     resumed_from=ckpt.name if ckpt else None, log_tail=None, ended=None, result=None)
+    spawn(run, cwd=read_json(run.launcher_path).get("cwd"))
+    return run, [f"{c.name}: {why}" for c, why in skipped]
+
+
+def delete(run: Run) -> None:
+    """Remove a run directory; never a queued or running run."""
+    import shutil
+
+    st = refresh(run)
+    if st.get("status") in ACTIVE_STATUSES:
+        raise RunError(f"run {run.id} is {st['status']}: stop it first (cpt stop {run.id})")
+    shutil.rmtree(run.dir)

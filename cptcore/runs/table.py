@@ -1,0 +1,78 @@
+"""The runs table: one row per run, built the same way for `cpt runs [--json]` and the dashboard's home page.
+
+Rows are read from the run folders on every look (status.json, config.yaml, meta.json, and the metric stream
+through frames' size/mtime-keyed cache and parquet sidecar); there is no index to keep in sync.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ROLES
+from .store import Run
+
+HOME_COLUMNS = ("run", "name", "status", "progress", "step", "max_steps", "tokens", "model", "kind", "recipe",
+                "method", "mix", "lr", "domain gain", "IF change", "warnings", "error", "group", "tags", "note",
+                "created")
+
+
+def _recipe(value) -> str:
+    """A config's recipe (a name, or a section with a name) as table text; '' for plain CPT."""
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("kind") or ""
+    return "" if value in (None, "none") else str(value)
+
+
+def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
+    """Status, progress, config summary, tags and note of a run; with metrics, also tokens seen, the last value
+    of every metric, the domain gain and IF change against step 0, and the warning count."""
+    st, cfg, meta = run.status(), run.config_dict(), run.meta()
+    model, mix, tr = cfg.get("model") or {}, cfg.get("mix") or {}, cfg.get("train") or {}
+    max_steps = st.get("max_steps") or tr.get("max_steps")
+    row = {
+        "id": run.id, "name": cfg.get("name", run.id), "group": meta.get("group"), "status": st.get("status", "unknown"),
+        "step": st.get("step"), "max_steps": max_steps, "model": model.get("name", "?"), "kind": model.get("kind", ""),
+        "recipe": _recipe(cfg.get("recipe")), "method": tr.get("method", ""),
+        "mix": {r: mix.get(r) for r in ROLES}, "lr": tr.get("lr"), "attempt": st.get("attempt"),
+        "created": st.get("created"), "started": st.get("started"), "ended": st.get("ended"),
+        "error": st.get("error"), "tags": list(meta.get("tags", [])), "note": meta.get("note", ""),
+    }
+    if metrics:
+        row.update(_metric_fields(run, st, max_steps))
+    return row
+
+
+def _metric_fields(run: Run, st: dict, max_steps: int | None) -> dict[str, Any]:
+    from ..frames import final_values, latest_gain, load_metrics
+
+    m = load_metrics(run)
+    step = max(int(st.get("step") or 0), m.last_step)
+    loss = m.series("train/loss")
+    final = final_values(m)
+    final.update({f"result/{k}": v for k, v in (st.get("result") or {}).items()
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    return {
+        "step": step, "progress": min(1.0, step / max_steps) if max_steps else 0.0,
+        "tokens": int(loss["tokens"].iloc[-1]) if len(loss) else 0,
+        "final_metrics": final,
+        "domain gain": latest_gain(m, ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1")),
+        "IF change": latest_gain(m, ("eval/if_prompt_strict", "eval/if_inst_strict")),
+        "warnings": int((m.events["name"] == "event/warning").sum()) if len(m.events) else 0,
+    }
+
+
+def runs_table(runs: list[Run]):
+    """The home page's table: run_row of every run, newest first, mix and tags as text."""
+    import pandas as pd
+
+    rows = [run_row(r) for r in runs]
+    if not rows:
+        return pd.DataFrame(columns=list(HOME_COLUMNS))
+    for r in rows:
+        r["run"] = r["id"]
+        r["mix"] = "/".join(f"{100 * float(r['mix'].get(k) or 0):g}" for k in ROLES)
+        r["tags"] = ", ".join(map(str, r["tags"]))
+        r["error"], r["group"] = r["error"] or "", r["group"] or ""
+    frame = pd.DataFrame(rows, columns=list(HOME_COLUMNS))
+    frame = frame.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
+    frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")
+    return frame
