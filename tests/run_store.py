@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 
 from cptcore.config import RunConfig
-from cptcore.runs import MetricWriter, Run
+from cptcore.runs import Run
+from cptcore.runs.metrics import MetricWriter
 
 IF_IDS = ["punctuation:no_comma", "detectable_format:title", "change_case:english_lowercase"]
 
@@ -66,6 +67,17 @@ def write_run(home: Path, name: str = "fixture", replay: float = 0.1, lr: float 
     return run
 
 
+def make_run(home, name="r", status="completed", steps=3, **changes) -> Run:
+    """A small finished run: train/loss = 5 - step at steps 1..steps (tokens 100 per step)."""
+    run = Run.create(home, RunConfig(name=name).with_overrides({"train.max_steps": steps, **changes}))
+    w = MetricWriter(run.metrics_path)
+    for s in range(1, steps + 1):
+        w.write("train/loss", 5.0 - s, s, s * 100)
+    w.close()
+    run.write_status(status, step=steps, max_steps=steps)
+    return run
+
+
 def _write_items(run: Run, step: int, passed_upto: int) -> None:
     """Four IFEval prompts (the first `passed_upto` followed) and two QA items, in the evaluators' fields."""
     folder = run.dir / "eval"
@@ -82,3 +94,27 @@ def _write_items(run: Run, step: int, passed_upto: int) -> None:
           {"id": 1, "question": "Who founded Quillon?", "gold": "Ada Marr", "response": "Bob",
            "prediction": "Bob", "em": False, "f1": 0.0, "answer_logprob": -4.0}]
     (folder / f"knowledge_qa-step{step:06d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))
+
+
+def fake_checkpoint(folder: Path, step: int) -> Path:
+    """A complete-looking HF checkpoint folder (safetensors weights, zip-format .pt files, trainer_state.json)."""
+    import os
+    import zipfile
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    ck = folder / f"checkpoint-{step}"
+    ck.mkdir(parents=True)
+    save_file({"w": np.ones((64, 64), dtype=np.float32)}, str(ck / "model.safetensors"))
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        with zipfile.ZipFile(ck / name, "w") as z:
+            z.writestr("data.pkl", os.urandom(4096))
+    (ck / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    return ck
+
+
+def truncate(path: Path, keep: float = 0.5) -> None:
+    """Cut a file as a machine dying mid-write would."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])

@@ -1,10 +1,8 @@
-"""Runs side by side: the home table, config diff, trade-off with its Pareto frontier, per-item results."""
-import pandas as pd
+"""Runs side by side: config diff, trade-off with its Pareto frontier, per-item results."""
 import pytest
 
 from cptcore import charts, compare, frames
-from cptcore.runs import Run
-from run_store import fixture_config, write_run
+from run_store import write_run
 
 
 def test_pareto_mask_keeps_only_undominated_points():
@@ -39,18 +37,6 @@ def test_config_diff_shows_only_differing_keys_including_the_manifest(tmp_path):
     assert keys == {"name", "train.lr", "manifest.roles.domain.sources.0.sha256"}
     row = diff.set_index("key").loc["train.lr"]
     assert row[a.id] == "3e-05" and row[b.id] == "0.0001"
-
-
-def test_runs_table_reports_progress_gain_and_if_change(tmp_path):
-    done = write_run(tmp_path, "done", domain_drop=0.2, if_drop=4, warning=True)
-    empty = Run.create(tmp_path, fixture_config("queued"))
-    table = compare.runs_table([done, empty]).set_index("run")
-    assert table.loc[done.id, "progress"] == 1.0 and table.loc[done.id, "status"] == "completed"
-    assert table.loc[done.id, "domain gain"] == pytest.approx(20.0)
-    assert table.loc[done.id, "IF change"] == pytest.approx(-4.0)
-    assert table.loc[done.id, "warnings"] == 1 and table.loc[done.id, "mix"] == "85/10/5"
-    assert table.loc[empty.id, "status"] == "queued" and table.loc[empty.id, "progress"] == 0
-    assert pd.isna(table.loc[empty.id, "domain gain"])
 
 
 def test_paired_items_line_up_the_same_prompts(tmp_path):

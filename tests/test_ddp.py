@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cptcore import launch as L
+from cptcore.runs import launch as L
 from cptcore.runs import Run
-from cptcore.supervise import check_checkpoint
+from cptcore.runs.checkpoints import check_checkpoint
 from cptcore.train import train_run
 
 

@@ -8,7 +8,8 @@ from cptcore.config import ModelConfig, RunConfig
 from cptcore.evaluate.callback import EvalCallback
 from cptcore.evaluate.stats import Score
 from cptcore.models import load_model
-from cptcore.runs import MetricWriter, Run
+from cptcore.runs import Run
+from cptcore.runs.metrics import MetricWriter
 
 DOCS = ["The harbour lantern was lit every night.", "Copper roofs shine in the orchard city.",
         "A festival of music filled the meadow.", "The archive keeps old maps of the bridge."]

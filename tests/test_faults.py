@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from cptcore import launch as L
-from cptcore.catalog import Catalog
-from cptcore.runs import MetricReader, Run, latest_attempt
-from cptcore.supervise import check_checkpoint
+from cptcore.runs import Run
+from cptcore.runs import launch as L
+from cptcore.runs import sweep as S
+from cptcore.runs.checkpoints import check_checkpoint, pick_checkpoint
+from cptcore.runs.liveness import log_tail, refresh, refresh_all
+from cptcore.runs.metrics import MetricReader, latest_attempt
+from cptcore.runs.table import run_row
 from cptcore.train import train_run
 
 
@@ -26,11 +29,11 @@ def loss_steps(run: Run) -> list[int]:
 def wait_for(run: Run, done, timeout: float = 180, what: str = "") -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        st = L.refresh(run)
+        st = refresh(run)
         if done(st):
             return st
         time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}: {run.status()}\n{''.join(L.log_tail(run, 30))}")
+    raise AssertionError(f"timed out waiting for {what}: {run.status()}\n{''.join(log_tail(run, 30))}")
 
 
 def logged_step(run: Run) -> int:
@@ -109,12 +112,12 @@ def test_a_full_disk_while_checkpointing_fails_clearly_and_leaves_a_usable_older
     st = run.status()
     assert st["status"] == "failed" and "No space left on device" in st["error"]
     assert "partial" in check_checkpoint(run.checkpoints_dir / "checkpoint-4")
-    chosen, skipped = L.pick_checkpoint(run)
+    chosen, skipped = pick_checkpoint(run)
     assert chosen.name == "checkpoint-2" and skipped[0][0].name == "checkpoint-4"
 
 
-def test_a_queued_sweep_and_busy_readers_lose_no_lines_and_never_see_a_locked_database(tiny_cfg):
-    group, runs = L.sweep(tiny_cfg.with_overrides(["train.max_steps=4"]), {"train.lr": ["1e-3", "2e-3", "3e-3"]},
+def test_a_queued_sweep_and_busy_readers_and_annotators_lose_no_lines(tiny_cfg):
+    group, runs = S.sweep(tiny_cfg.with_overrides(["train.max_steps=4"]), {"train.lr": ["1e-3", "2e-3", "3e-3"]},
                           home())
     readers = {r.id: MetricReader(r.metrics_path) for r in runs}
     tailed = {r.id: [] for r in runs}
@@ -125,16 +128,15 @@ def test_a_queued_sweep_and_busy_readers_lose_no_lines_and_never_see_a_locked_da
             while not stop.is_set():
                 for run in runs:
                     tailed[run.id] += readers[run.id].read_new()
-                L.look(home())
+                [run_row(r) for r in refresh_all(home())]
         except Exception as e:  # noqa: BLE001 - any error here is a failed test
             errors.append(repr(e))
 
     def annotate():
         try:
-            cat = Catalog(home())
             while not stop.is_set():
-                cat.set_note(runs[0], f"checked at {time.time()}")
-                cat.rows(group=group)
+                runs[0].set_note(f"checked at {time.time()}")
+                assert runs[0].meta()["group"] == group
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
@@ -156,6 +158,6 @@ def test_a_queued_sweep_and_busy_readers_lose_no_lines_and_never_see_a_locked_da
         assert loss_steps(run) == [1, 2, 3, 4]
     spans = [(run.status()["started"], run.status()["ended"]) for run in runs]
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))  # one at a time, in launch order
-    rows = Catalog(home()).rows(group=group)
+    rows = [row for row in (run_row(r) for r in refresh_all(home())) if row["group"] == group]
     assert [r["id"] for r in rows] == [r.id for r in runs]
     assert {r["lr"] for r in rows} == {1e-3, 2e-3, 3e-3}

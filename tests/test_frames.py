@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from cptcore import frames
-from cptcore.runs import MetricWriter, latest_attempt
+from cptcore.runs.metrics import MetricWriter, latest_attempt
 from run_store import write_run
 
 

@@ -65,7 +65,7 @@ def store():
 @pytest.fixture
 def no_spawn(monkeypatch):
     """Launch creates the run exactly as in production but starts no training process."""
-    from cptcore import launch
+    from cptcore.runs import launch
 
     spawned = []
     monkeypatch.setattr(launch, "spawn", lambda run, cwd=None: spawned.append(run.id) or 0)
@@ -118,7 +118,7 @@ def test_home_opens_selected_runs_in_compare(store):
     assert at.subheader and "Trade-off: domain gain vs retention" in [s.value for s in at.subheader]
 
 
-def test_home_saves_tags_and_notes_through_the_catalog(store):
+def test_home_saves_tags_and_notes_in_the_run_folder(store):
     a, _ = store
     at = open_page()
     at.selectbox(key="meta_run").set_value(a.id).run()

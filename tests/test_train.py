@@ -6,7 +6,8 @@ import sys
 import pytest
 
 from cptcore.cli import main
-from cptcore.runs import Run, list_runs, latest_attempt
+from cptcore.runs import Run, list_runs
+from cptcore.runs.metrics import latest_attempt
 from cptcore.train import train_run
 
 TRAIN_RECORDS = {"train/loss", "train/loss/domain", "train/loss/replay", "train/loss/instruct", "train/lr",

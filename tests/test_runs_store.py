@@ -1,0 +1,121 @@
+"""Run folders and the metric stream: create/open, status, meta, atomic writes, the tailer, the latest-attempt
+rule and checkpoint listing."""
+import json
+import threading
+
+import pytest
+
+from cptcore.config import RunConfig
+from cptcore.runs import Run, RunError, list_runs, newest_first
+from cptcore.runs.checkpoints import list_checkpoints
+from cptcore.runs.metrics import MetricReader, MetricWriter, StreamTail, latest_attempt
+from cptcore.runs.store import atomic_write
+from run_store import make_run
+
+
+# --- run folders ------------------------------------------------------------------------------
+def test_create_writes_the_config_first_and_open_finds_a_run_by_a_unique_part_of_its_id(tmp_path):
+    run = Run.create(tmp_path, RunConfig(name="my run/1"))
+    assert run.config().name == "my run/1" and run.status()["status"] == "queued"
+    assert Run.open(tmp_path, run.id[-4:]).id == run.id
+    with pytest.raises(RunError, match="unknown run id 'nope'"):
+        Run.open(tmp_path, "nope")
+    with pytest.raises(RunError, match="invalid run id"):
+        Run.open(tmp_path, "../x")
+    other = Run.create(tmp_path, RunConfig(name="my run/2"))
+    with pytest.raises(RunError, match="ambiguous"):
+        Run.open(tmp_path, "my-run")
+    assert newest_first(list_runs(tmp_path))[0] == other.id
+
+
+def test_status_keeps_fields_and_stamps_start_and_end(tmp_path):
+    run = Run.create(tmp_path, RunConfig(name="s"))
+    run.write_status("running", pid=42)
+    st = run.write_status("completed", step=3)
+    assert st["pid"] == 42 and st["step"] == 3 and st["started"] <= st["ended"]
+    with pytest.raises(AssertionError):
+        run.write_status("exploded")
+
+
+def test_atomic_write_leaves_no_temporary_files_and_readers_never_see_half_a_file(tmp_path):
+    path = tmp_path / "status.json"
+    big = {"x": "y" * 200_000}
+    atomic_write(path, {"x": ""})
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(json.loads(path.read_text()))  # a torn write would fail to parse
+
+    t = threading.Thread(target=read)
+    t.start()
+    for _ in range(50):
+        atomic_write(path, big)
+        atomic_write(path, {"x": ""})
+    stop.set()
+    t.join()
+    assert seen and all(len(s["x"]) in (0, 200_000) for s in seen)
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_tags_note_and_group_live_in_meta_json(tmp_path):
+    run = make_run(tmp_path)
+    run.set_tags(["baseline", "replay", "baseline"])
+    run.set_note("first try")
+    run.set_meta(group="g1")
+    assert json.loads(run.meta_path.read_text()) == {"tags": ["baseline", "replay"], "note": "first try",
+                                                    "group": "g1"}
+
+
+# --- the metric stream ------------------------------------------------------------------------
+def test_the_tailer_returns_each_complete_line_once_and_holds_back_a_partial_one(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = StreamTail(path)
+    assert tail.read() == (b"", False)  # no file yet
+    path.write_bytes(b'{"a": 1}\n{"a": ')
+    assert tail.read() == (b'{"a": 1}\n', False)
+    assert tail.complete == 9 and tail.offset == path.stat().st_size
+    with open(path, "ab") as fh:
+        fh.write(b'2}\n')
+    assert tail.read() == (b'{"a": 2}\n', False)
+    assert tail.read() == (b"", False)
+    path.write_bytes(b'{"a": 3}\n')  # rewritten shorter: read again from the start
+    assert tail.read() == (b'{"a": 3}\n', True)
+
+
+def test_metric_reader_skips_malformed_lines(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"name": "a", "step": 1, "value": 1}\nnot json\n[1, 2]\n{"name": "b", "step": 1, "value": 2}\n')
+    assert [r["name"] for r in MetricReader(path).read_new()] == ["a", "b"]
+
+
+def test_latest_attempt_keeps_the_resumed_records_and_the_later_line_of_equal_attempts(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    w1 = MetricWriter(path, attempt=1)
+    for s in (1, 2, 3):
+        w1.write("train/loss", 10.0 + s, s, s)
+    w1.write("train/loss", 99.0, 3, 3)  # same attempt, same step, later line: this one counts
+    w1.event("event/warning", "spike", 3, 3)
+    w1.close()
+    w2 = MetricWriter(path, attempt=2)  # resumed from step 1
+    for s in (2, 3, 4):
+        w2.write("train/loss", 20.0 + s, s, s)
+    w2.write("eval/domain_ppl", 7.0, 2, 2)
+    w2.close()
+    kept = latest_attempt(MetricReader(path).read_new())
+    values = [(r["step"], r["name"], r["value"]) for r in kept if r["value"] is not None]
+    assert values == [(1, "train/loss", 11.0), (2, "eval/domain_ppl", 7.0), (2, "train/loss", 22.0),
+                      (3, "train/loss", 23.0), (4, "train/loss", 24.0)]
+    assert [r["message"] for r in kept if r["value"] is None] == ["spike"]
+    # the order of the lines decides between equal attempts, not their values
+    assert [r["value"] for r in latest_attempt(MetricReader(path).read_new()[:4]) if r["step"] == 3] == [99.0]
+
+
+def test_checkpoints_are_listed_by_step_not_by_name(tmp_path):
+    for name in ("checkpoint-10", "checkpoint-9", "checkpoint-100", "corrupt-checkpoint-200-17", "checkpoint-x"):
+        (tmp_path / "checkpoints" / name).mkdir(parents=True)
+    run = Run(tmp_path)
+    assert [p.name for p in list_checkpoints(run.checkpoints_dir)] == ["checkpoint-9", "checkpoint-10",
+                                                                       "checkpoint-100"]
+    assert run.last_checkpoint().name == "checkpoint-100"
+    assert Run(tmp_path / "none").last_checkpoint() is None
