@@ -132,14 +132,12 @@ def pick_device(pref: str = "auto") -> str:
     return pref
 
 
-def pick_dtype(pref: str, device: str):
+def pick_dtype(pref: str, device: str = "cpu"):
+    """Weights dtype of model.dtype. auto is float32 on every device, in training and in evaluation, so a
+    run's step-0 baseline and `cpt eval` of the same model agree; training adds bf16 autocast on capable GPUs."""
     import torch
 
-    if pref == "auto":
-        if device == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, pref)
+    return torch.float32 if pref == "auto" else getattr(torch, pref)
 
 
 def load_tokenizer(cfg: ModelConfig):

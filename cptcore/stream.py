@@ -13,7 +13,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 
 from .config import ROLES
 from .data.mix import MixedData
-from .runs import MetricWriter
+from .runs.metrics import MetricWriter
 
 
 class MixDataset(torch.utils.data.Dataset):
@@ -143,10 +143,10 @@ class MetricStream(TrainerCallback):
         if self.meter.ewc_penalty is not None:
             w.write("train/ewc_penalty", self.meter.ewc_penalty, step, tokens)
         trained = step * self.seqs_per_step
-        stage = self.data.stage_at(max(0, trained - 1)) if self.data.stages else {"first_seq": 0}
-        requested = stage.get("shares") or self.data.manifest["requested"]
+        stage = self.data.stage_of(trained - 1)
+        requested = stage.shares
         online = self.data.online is not None
-        for role, share in self.data.realized_shares(trained, start=stage["first_seq"]).items():
+        for role, share in self.data.realized_shares(trained, start=stage.first_seq).items():
             if requested.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
                 w.write(f"mix/{role}", share, step, tokens)
         self._last_step, self._busy = step, 0.0
@@ -163,17 +163,17 @@ class QuietProgress(ProgressCallback):
 class StageCallback(TrainerCallback):
     """Stage boundaries: an event/stage record, and a fresh optimizer state, as separate runs would have."""
 
-    def __init__(self, stages: list[dict], writer: MetricWriter | None, tokens_per_step: int):
+    def __init__(self, stages: list, writer: MetricWriter | None, tokens_per_step: int):
         self.stages, self.writer, self.tokens_per_step = stages, writer, tokens_per_step
 
     def _event(self, stage: dict, step: int) -> None:
         if self.writer is None:
             return
-        mix = ", ".join(f"{r} {100 * v:g}%" for r, v in stage["shares"].items() if v > 0)
-        self.writer.event("event/stage", f"stage {stage['index'] + 1}/{len(self.stages)} {stage['name']}: "
-                          f"{stage['steps']} steps, lr {stage['lr']:g}, mix {mix}", step, step * self.tokens_per_step,
-                          stage=stage["name"], index=stage["index"], steps=stage["steps"], shares=stage["shares"],
-                          lr=stage["lr"], loss_on=stage["loss_on"])
+        mix = ", ".join(f"{r} {100 * v:g}%" for r, v in stage.shares.items() if v > 0)
+        self.writer.event("event/stage", f"stage {stage.index + 1}/{len(self.stages)} {stage.name}: "
+                          f"{stage.steps} steps, lr {stage.lr:g}, mix {mix}", step, step * self.tokens_per_step,
+                          stage=stage.name, index=stage.index, steps=stage.steps, shares=stage.shares,
+                          lr=stage.lr, loss_on=stage.loss_on)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0 and self.stages:
@@ -181,7 +181,7 @@ class StageCallback(TrainerCallback):
 
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         for stage in self.stages[1:]:
-            if state.global_step == stage["first_step"]:
+            if state.global_step == stage.first_step:
                 inner = getattr(optimizer, "optimizer", optimizer)
                 if inner is not None:
                     inner.state.clear()  # AdamW moments of the previous stage's data do not carry over

@@ -10,7 +10,9 @@ import time
 import traceback
 
 from .config import RunConfig
-from .runs import MetricWriter, Run
+from .plan import plan as make_plan
+from .runs import Run
+from .runs.metrics import MetricWriter
 
 SCHEDULES = {  # our names -> HF lr_scheduler_type
     "constant": "constant_with_warmup",
@@ -80,12 +82,10 @@ def training_args(cfg: RunConfig, run: Run, device: str, progress: bool, max_ste
 def make_model(cfg: RunConfig, device: str):
     """Load the model (fp32 master weights; bf16 autocast on capable GPUs), YaRN-scale its rope for long
     context if asked, and wrap it in LoRA if asked."""
-    import torch
 
-    from .models import apply_yarn, load_model
+    from .models import apply_yarn, load_model, pick_dtype
 
-    dtype = torch.float32 if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
-    model, tokenizer = load_model(cfg.model, device=device, dtype=dtype)
+    model, tokenizer = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.model.dtype, device))
     if cfg.long_context.yarn_factor:
         apply_yarn(model, cfg.long_context.yarn_factor, cfg.long_context.original_max_position_embeddings)
     if cfg.train.method == "lora":
@@ -115,7 +115,7 @@ def make_optimizer(cfg: RunConfig, model):
     return torch.optim.AdamW(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
 
 
-def stage_lr_lambda(cfg: RunConfig, stages: list[dict]):
+def stage_lr_lambda(cfg: RunConfig, stages: list):
     """Step -> LR factor when stages differ: each stage re-warms and re-decays with train.schedule from its
     own peak (stage lr / train.lr), using the HF scheduler of that schedule over the stage's steps."""
     import torch
@@ -125,10 +125,10 @@ def stage_lr_lambda(cfg: RunConfig, stages: list[dict]):
     t = cfg.train
     shapes = []
     for s in stages:
-        warmup = math.ceil(s["steps"] * t.warmup_ratio)
-        sched = get_scheduler(SCHEDULES[t.schedule], dummy, num_warmup_steps=warmup, num_training_steps=s["steps"],
-                              scheduler_specific_kwargs=schedule_kwargs(t, s["steps"]))
-        shapes.append((s["first_step"], s["lr"] / t.lr, sched.lr_lambdas[0]))
+        warmup = math.ceil(s.steps * t.warmup_ratio)
+        sched = get_scheduler(SCHEDULES[t.schedule], dummy, num_warmup_steps=warmup, num_training_steps=s.steps,
+                              scheduler_specific_kwargs=schedule_kwargs(t, s.steps))
+        shapes.append((s.first_step, s.lr / t.lr, sched.lr_lambdas[0]))
 
     def factor(step: int) -> float:
         first, ratio, shape = next(x for x in reversed(shapes) if x[0] <= step)
@@ -137,11 +137,12 @@ def stage_lr_lambda(cfg: RunConfig, stages: list[dict]):
     return factor
 
 
-def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> dict[str, float]:
-    """Continue pre-training cfg.model on the configured recipe's stages; everything lands in run.dir."""
+def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, plan=None) -> dict[str, float]:
+    """Continue pre-training cfg.model on the plan's stages (default: plan(cfg) for this many processes);
+    everything lands in run.dir."""
     import torch
 
-    from .data.mix import build_stages
+    from .data.mix import build_mix
     from .models import pick_device
     from transformers import PrinterCallback, ProgressCallback
 
@@ -151,18 +152,17 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     model, tokenizer = make_model(cfg, device)
-    seqs_per_step = cfg.train.batch_size * cfg.train.grad_accum * world_size()
-    data = build_stages(cfg, tokenizer, seqs_per_step, online=cfg.dynamic_mix.enabled)
-    max_steps = sum(s["steps"] for s in data.stages)
+    plan = plan or make_plan(cfg, world_size=world_size())
+    data = build_mix(cfg, tokenizer, plan)
+    max_steps, seqs_per_step, tokens_per_step = plan.steps, plan.seqs_per_step, plan.tokens_per_step
     main = is_main_process()
     if main:
         run.write_manifest(data.manifest)
-    tokens_per_step = seqs_per_step * cfg.data.seq_len
     args = training_args(cfg, run, device, progress, max_steps=max_steps)
 
     writer = TappedWriter(run.metrics_path, attempt=attempt) if main else None
     meter = RoleLossMeter()
-    callbacks = [StageCallback(data.stages, writer, tokens_per_step),
+    callbacks = [StageCallback(plan.stages, writer, tokens_per_step),
                  MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
     if cfg.dynamic_mix.enabled and writer is not None:  # evaluations written to the stream steer the mix
         baseline = {r["name"]: r["value"] for r in run.read_metrics() if r.get("step") == 0
@@ -174,17 +174,15 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
         from .ewc import build_ewc
 
         ewc = build_ewc(cfg, model, tokenizer)  # anchored at the starting weights
-    lr_lambda = stage_lr_lambda(cfg, data.stages) if len(data.stages) > 1 else None
+    lr_lambda = stage_lr_lambda(cfg, plan.stages) if len(plan.stages) > 1 else None
     if cfg.eval.evaluators and main:
         from .evaluate.callback import EvalCallback
 
         callbacks.append(EvalCallback(cfg, run, writer, tokenizer, tokens_per_step))
-    try:
-        from .supervise import Supervisor
-    except ImportError:  # background-run supervision is optional for foreground use
-        Supervisor = None
-    if Supervisor is not None:  # on every rank: a stop must end all ranks on the same step (it all-reduces)
-        callbacks.append(Supervisor(run, writer))
+    from .supervise import Supervisor
+
+    # on every rank: a stop must end all ranks on the same step (it all-reduces)
+    callbacks.append(Supervisor(run, writer, tokens_per_step=tokens_per_step))
 
     optimizer = make_optimizer(cfg, model)
     Trainer = make_trainer_class()
@@ -210,19 +208,19 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1) -> 
             "tokens": int(trainer.state.global_step * tokens_per_step)}
 
 
-def train_run(run: Run, progress: bool = True) -> dict[str, float]:
-    """Train a run directory's config, keeping status.json truthful whatever happens."""
-    cfg = run.config()
+def train_run(run: Run, cfg: RunConfig | None = None, progress: bool = True) -> dict[str, float]:
+    """Train a run directory's config (cfg: already parsed by the caller), keeping status.json truthful
+    whatever happens."""
+    cfg = cfg or run.config()
     prev = run.status()
     attempt = int(prev.get("attempt", 0)) + 1
     main = is_main_process()
+    plan = make_plan(cfg, world_size=world_size())  # stages may fix their own steps
     if main:
-        from .recipes import total_steps  # stages may fix their own steps
-
-        run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=total_steps(cfg),
+        run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=plan.steps,
                          started=time.time(), error=None)
     try:
-        result = train(cfg, run, progress=progress, attempt=attempt)
+        result = train(cfg, run, progress=progress, attempt=attempt, plan=plan)
     except KeyboardInterrupt:
         if main:
             run.write_status("stopped", error="interrupted by the user")

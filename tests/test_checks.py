@@ -1,10 +1,9 @@
-"""Pre-launch checks: pitfalls with reasons, LR ranges, token budget, mix sliders, data problems, uploads."""
-import json
-
+"""Pre-launch checks: pitfalls with reasons, read from the config and its plan."""
 import pytest
 
 from cptcore import checks
-from cptcore.config import RunConfig, SourceConfig
+from cptcore.config import RunConfig
+from cptcore.plan import plan
 
 
 def cfg(**over):
@@ -18,12 +17,29 @@ def cfg(**over):
     return RunConfig.from_dict(base)
 
 
+def counted(available: dict[str, int] | None):
+    """A source counter that says each role's sources hold `available[role]` tokens (all with loss)."""
+    if available is None:
+        return None
+    return lambda source, loss_on, domain_as: {"tokens": available[_role_of(source)],
+                                               "loss_tokens": available[_role_of(source)]}
+
+
+def _role_of(source) -> str:
+    return {"builtin:knowledge_docs": "domain", "builtin:replay": "replay"}.get(source.path, "instruct")
+
+
+def findings(c, available=None):
+    return checks.check_config(c, plan(c, count=counted(available and {"replay": 10**6, "instruct": 10**6}
+                                                          | available)))
+
+
 def codes(c, available=None):
-    return {f.code for f in checks.check_config(c, available)}
+    return {f.code for f in findings(c, available)}
 
 
 def test_a_sound_config_has_no_warnings():
-    assert not [f for f in checks.check_config(cfg(), {"domain": 100_000}) if f.level == "warning"]
+    assert not [f for f in findings(cfg(), {"domain": 100_000}) if f.level == "warning"]
 
 
 @pytest.mark.parametrize("over, code", [
@@ -34,84 +50,39 @@ def test_a_sound_config_has_no_warnings():
     ({"mix__domain": 0.9, "mix__instruct": 0.0}, "no_instruct_data"),
 ])
 def test_each_pitfall_is_flagged_with_a_reason(over, code):
-    found = {f.code: f for f in checks.check_config(cfg(**over))}
+    found = {f.code: f for f in findings(cfg(**over))}
     assert code in found
     assert found[code].level == "warning" and len(found[code].reason) > 20
 
 
 def test_lr_range_depends_on_kind_and_method():
-    assert checks.recommended_lr("instruct", "full") == (1e-5, 5e-5)
-    assert checks.recommended_lr("instruct", "lora")[0] == pytest.approx(10 * checks.recommended_lr("instruct", "full")[0])
-    assert checks.recommended_lr("base", "full")[1] > checks.recommended_lr("instruct", "full")[1]
+    lo, hi = checks.recommended_lr("instruct", "full")
+    assert "lr_high" not in codes(cfg(train__lr=hi)) and "lr_low" not in codes(cfg(train__lr=lo))
+    assert "lr_high" in codes(cfg(train__lr=hi * 1.5)) and "lr_low" in codes(cfg(train__lr=lo / 1.5))
+    assert checks.recommended_lr("instruct", "lora")[0] > hi  # LoRA wants a higher LR than full tuning
+    assert checks.recommended_lr("base", "full")[1] > hi      # base models tolerate more
     assert "lr_high" not in codes(cfg(train__lr=2e-4, train__method="lora"))  # fine for LoRA
     assert "lr_high" in codes(cfg(train__lr=2e-4, train__method="full"))
     assert "lr_high" not in codes(cfg(train__lr=8e-5, model__kind="base", eval__evaluators=["domain_ppl", "replay_ppl"]))
 
 
-def test_token_budget_and_passes_over_the_domain_documents():
+def test_passes_over_the_domain_documents_come_from_the_plan():
     c = cfg(train__max_steps=100, train__batch_size=4, train__grad_accum=2, data__seq_len=128)
-    b = checks.token_budget(c, {"domain": 10_000})
     total = 100 * 4 * 2 * 128
-    assert b["domain"]["tokens"] == round(0.85 * total) and b["replay"]["tokens"] == round(0.10 * total)
-    assert sum(r["tokens"] for r in b.values()) == total
-    assert b["domain"]["passes"] == pytest.approx(0.85 * total / 10_000)
-    assert b["replay"]["passes"] is None  # not counted
+    p = plan(c, count=counted({"domain": 10_000, "replay": 10**6, "instruct": 10**6}))
+    assert sum(b.tokens for b in p.roles.values()) == total
+    assert abs(p.roles["domain"].tokens - 0.85 * total) <= 128  # within one sequence of the share
+    assert p.roles["domain"].passes == pytest.approx(p.roles["domain"].tokens / 10_000)
+    assert plan(c).roles["domain"].passes is None  # not counted
     assert "too_many_passes" in codes(c, {"domain": 5_000})
     assert "too_many_passes" not in codes(c, {"domain": 500_000})
     assert "too_many_passes" not in codes(c)  # unknown counts: no guess
 
 
-@pytest.mark.parametrize("changed, value", [("domain", 60), ("replay", 37.5), ("instruct", 100), ("domain", 0),
-                                            ("replay", 12.3), ("instruct", -5)])
-def test_rebalanced_mix_always_sums_to_100(changed, value):
-    out = checks.rebalance_mix({"domain": 85, "replay": 10, "instruct": 5}, changed, value)
-    assert sum(out.values()) == 100.0
-    assert all(v >= 0 and (v * 2).is_integer() for v in out.values())
-    assert out[changed] == min(100, max(0, round(value * 2) / 2))
-
-
-def test_rebalance_keeps_the_other_two_in_proportion():
-    out = checks.rebalance_mix({"domain": 80, "replay": 15, "instruct": 5}, "domain", 60)
-    assert out == {"domain": 60, "replay": 30, "instruct": 10}
-    assert checks.rebalance_mix({"domain": 100, "replay": 0, "instruct": 0}, "domain", 90) == \
-        {"domain": 90, "replay": 5, "instruct": 5}
-
-
-def test_inspect_reports_malformed_empty_and_duplicate_lines(tmp_path):
-    path = tmp_path / "docs.jsonl"
-    path.write_text("\n".join([json.dumps({"text": "alpha beta"}), "{broken", json.dumps({"text": "  "}),
-                               json.dumps({"text": "alpha beta"}), json.dumps({"text": "gamma"})]) + "\n")
-    r = checks.inspect_source(SourceConfig(path=str(path)))
-    assert r.format == "text" and r.rows == 4
-    assert any(p.startswith("line 2: malformed JSON") for p in r.problems)
-    assert "line 3: empty text" in r.problems
-    assert "line 4: duplicate of line 1" in r.problems
-
-
-def test_inspect_detects_chat_and_counts_tokens(tmp_path):
-    from cptcore.models import load_tokenizer
-    from cptcore.config import ModelConfig
-
-    path = tmp_path / "chat.jsonl"
-    path.write_text("".join(json.dumps({"prompt": f"Q{i}?", "response": f"A{i}."}) + "\n" for i in range(3)))
-    r = checks.inspect_source(SourceConfig(path=str(path)), tokenizer=load_tokenizer(ModelConfig(name="tiny-random-llama")))
-    assert r.format == "chat" and r.rows == 3 and not r.problems and r.tokens > 0
-
-
-def test_uploads_stay_in_the_data_folder(tmp_path):
-    p = checks.save_upload(tmp_path, "../../etc/evil name.jsonl", b'{"text": "x"}\n')
-    assert p.parent == (tmp_path / "data").resolve() and p.name == "evil_name.jsonl"
-    assert checks.save_upload(tmp_path, "..\\..\\x.txt", b"hi").parent == (tmp_path / "data").resolve()
-    again = checks.save_upload(tmp_path, "evil name.jsonl", b"other")
-    assert again != p and p.read_bytes() == b'{"text": "x"}\n'  # never overwrites a different file
-    with pytest.raises(ValueError, match="unsupported file type"):
-        checks.save_upload(tmp_path, "run.py", b"import os")
-    with pytest.raises(ValueError, match="upload limit"):
-        checks.save_upload(tmp_path, "big.txt", b"x" * 11, max_bytes=10)
-    assert {f.name for f in checks.user_files(tmp_path)} == {"evil_name.jsonl", "x.txt", again.name}
-
-
-def test_config_file_names_cannot_leave_the_folder():
-    assert checks.config_file_name("../../etc/passwd") == "etc-passwd.yaml"
-    assert checks.config_file_name("my run: v2") == "my-run-v2.yaml"
-    assert checks.config_file_name("...") == "run.yaml"
+def test_staged_recipes_are_checked_on_what_their_stages_train():
+    """cpt_then_it ends with a QA stage: the run does train instruction data though mix.instruct is 0."""
+    c = RunConfig.from_dict(
+        cfg().to_dict() | {"recipe": "cpt_then_it", "mix": {"domain": 0.9, "replay": 0.1, "instruct": 0.0}})
+    assert plan(c).requested["instruct"] > 0
+    assert "no_instruct_data" not in codes(c)
+    assert "no_instruct_data" in codes(cfg(mix__domain=0.9, mix__instruct=0.0))

@@ -5,7 +5,8 @@ import pytest
 
 from cptcore.config import ROLES, RunConfig, SourceConfig
 from cptcore.data.formats import IGNORE, encode_chat
-from cptcore.data.mix import build_mix, schedule_roles
+from cptcore.data.mix import build_mix
+from cptcore.data.schedule import DeficitScheduler
 from cptcore.data.pack import Packer
 from cptcore.data.sources import DataError, read_records
 from cptcore.models import load_tokenizer
@@ -16,10 +17,15 @@ def tok():
     return load_tokenizer(RunConfig(model={"name": "tiny-random-llama"}).model)
 
 
+def mix_of(cfg, tok, n):
+    """The data of a run that trains exactly n sequences (one per step)."""
+    return build_mix(cfg.with_overrides({"train.batch_size": 1, "train.max_steps": n}), tok)
+
+
 @pytest.mark.parametrize("shares", [(0.6, 0.3, 0.1), (0.9, 0.07, 0.03), (0.5, 0.5, 0.0), (1.0, 0.0, 0.0)])
 def test_schedule_hits_every_share_within_one_sequence(shares):
     n = 1000
-    roles = schedule_roles(dict(zip(ROLES, shares)), n)
+    roles = DeficitScheduler().schedule(shares, n)
     counts = np.bincount(roles, minlength=3)
     for k, s in enumerate(shares):
         assert abs(counts[k] - s * n) <= 1
@@ -45,7 +51,7 @@ def test_packing_never_drops_or_truncates_a_document():
 
 
 def test_mixed_tokens_match_requested_shares_exactly(tiny_cfg, tok):
-    data = build_mix(tiny_cfg, tok, n_sequences=200)
+    data = mix_of(tiny_cfg, tok, 200)
     assert data.input_ids.shape == (200, 64)
     realized = data.realized_shares(200)
     for role in ROLES:
@@ -53,19 +59,35 @@ def test_mixed_tokens_match_requested_shares_exactly(tiny_cfg, tok):
     man = data.manifest["roles"]
     assert len(man["domain"]["sources"][0]["files"][0]["sha256"]) == 64
     assert man["domain"]["tokens_trained"] == (data.roles == 0).sum() * 64
+    assert man["domain"]["loss_tokens_trained"] == (data.labels[data.roles == 0][:, 1:] != IGNORE).sum()
+
+
+def test_one_scheduler_follows_changing_targets_and_restarts():
+    """A progressive ramp (a target per sequence) and a restart after a mix change use the same scheduler."""
+    s = DeficitScheduler()
+    ramp = np.column_stack([np.linspace(0.2, 0.8, 400), np.linspace(0.8, 0.2, 400), np.zeros(400)])
+    roles = s.schedule(ramp, 400)
+    expected = ramp.cumsum(axis=0)
+    for prefix in (50, 200, 400):
+        counts = np.bincount(roles[:prefix], minlength=3)
+        assert all(abs(counts[k] - expected[prefix - 1, k]) <= 1 for k in range(3))
+    assert (roles[:100] == 1).mean() > (roles[300:] == 1).mean()  # replay fades as domain ramps up
+    s.restart()
+    after = s.schedule([0.0, 0.0, 1.0], 5)
+    assert (after == 2).all()
 
 
 def test_same_seed_same_data_other_seed_other_order(tiny_cfg, tok):
-    a = build_mix(tiny_cfg, tok, 50)
-    b = build_mix(tiny_cfg, tok, 50)
-    c = build_mix(tiny_cfg.with_overrides(["train.seed=1"]), tok, 50)
+    a = mix_of(tiny_cfg, tok, 50)
+    b = mix_of(tiny_cfg, tok, 50)
+    c = mix_of(tiny_cfg.with_overrides(["train.seed=1"]), tok, 50)
     assert np.array_equal(a.input_ids, b.input_ids)
     assert not np.array_equal(a.input_ids, c.input_ids)
 
 
 def test_zero_share_role_is_absent(tiny_cfg, tok):
     cfg = tiny_cfg.with_overrides(["mix.domain=0.7", "mix.replay=0.3", "mix.instruct=0", "data.instruct=/missing"])
-    data = build_mix(cfg, tok, 40)
+    data = mix_of(cfg, tok, 40)
     assert "instruct" not in data.manifest["roles"] and not (data.roles == 2).any()
 
 
@@ -81,7 +103,7 @@ def test_chat_loss_mask_covers_assistant_tokens_only(tok):
 
 
 def test_text_and_chat_roles_mix_with_correct_masks(tiny_cfg, tok):
-    data = build_mix(tiny_cfg, tok, 100)
+    data = mix_of(tiny_cfg, tok, 100)
     text_rows = data.labels[data.roles == 0]
     chat_rows = data.labels[data.roles == 2]
     assert (text_rows != IGNORE).all()  # raw text: every token trains
@@ -113,4 +135,4 @@ def test_missing_column_is_named(tmp_path, tiny_cfg, tok):
     f.write_text(json.dumps({"body": "hello"}) + "\n", encoding="utf-8")
     cfg = tiny_cfg.with_overrides([f"data.domain={f}"])
     with pytest.raises(DataError, match="missing column 'text'"):
-        build_mix(cfg, tok, 10)
+        mix_of(cfg, tok, 10)

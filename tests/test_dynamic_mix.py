@@ -5,7 +5,7 @@ from transformers import TrainerCallback
 
 import cptcore.evaluate.callback as eval_callback
 from cptcore.config import RunConfig
-from cptcore.data.mix import build_stages
+from cptcore.data.mix import build_mix
 from cptcore.models import load_tokenizer
 from cptcore.runs import Run
 from cptcore.train import train_run
@@ -78,7 +78,7 @@ def test_instruct_share_follows_ifeval(tmp_path, tiny_cfg, monkeypatch):
 def test_online_mix_picks_roles_at_fetch_time(tiny_cfg):
     cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.evaluators": ["replay_ppl"],
                                    "train.max_steps": 10})
-    data = build_stages(cfg, load_tokenizer(cfg.model), seqs_per_step=4, online=True)
+    data = build_mix(cfg, load_tokenizer(cfg.model))
     assert (data.roles == -1).all()
     for i in range(20):
         data.fetch(i)
@@ -88,5 +88,5 @@ def test_online_mix_picks_roles_at_fetch_time(tiny_cfg):
         data.fetch(i)
     assert data.realized_shares(40, start=20)["replay"] == pytest.approx(0.7, abs=0.05)
     assert (data.roles[:40] >= 0).all() and (data.roles[40:] == -1).all()
-    static = build_stages(cfg.with_overrides({"dynamic_mix.enabled": False}), load_tokenizer(cfg.model), 4)
+    static = build_mix(cfg.with_overrides({"dynamic_mix.enabled": False}), load_tokenizer(cfg.model))
     assert static.online is None and (static.roles >= 0).all()

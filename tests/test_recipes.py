@@ -8,15 +8,25 @@ import pytest
 from cptcore.cli import main
 from cptcore.config import ConfigError, RunConfig
 from cptcore.data.formats import IGNORE
-from cptcore.data.mix import build_stages
+from cptcore.data.mix import build_mix
 from cptcore.models import load_tokenizer
-from cptcore.recipes import RECIPES, plan, total_steps
+from cptcore.plan import plan as make_plan
+from cptcore.recipes import RECIPES
 from cptcore.runs import Run, list_runs
 from cptcore.train import train_run
 
 from conftest import write_jsonl
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "recipes"
+
+
+def plan(cfg):
+    """The stages of a config's plan."""
+    return make_plan(cfg).stages
+
+
+def total_steps(cfg):
+    return make_plan(cfg).steps
 SMOKE = sorted(RECIPE_DIR.glob("*_smoke.yaml"))
 
 
@@ -106,7 +116,7 @@ def test_pit_stages_run_in_order_with_their_own_data_and_lr(tmp_path, data_files
 
 def test_qa_stages_train_on_answer_tokens_only(tok, tiny_cfg, qa_file):
     cfg = tiny_cfg.with_overrides({"recipe": "pit_plus", "data.qa": str(qa_file), "train.max_steps": 10})
-    data = build_stages(cfg, tok, seqs_per_step=4)
+    data = build_mix(cfg, tok)
     answers = [json.loads(l)["answer"] for l in qa_file.read_text().splitlines()]
     qa_rows = np.flatnonzero((data.stage == 0) & (data.roles == 2))
     assert len(qa_rows) > 0
@@ -126,13 +136,13 @@ def test_loss_on_all_also_trains_the_prompt(tok, tiny_cfg, qa_file):
     cfg = tiny_cfg.with_overrides({"stages": [{"name": "qa", "data": {"instruct": str(qa_file)}, "loss_on": "all",
                                                "mix": {"domain": 0, "replay": 0, "instruct": 1}}],
                                    "train.max_steps": 2})
-    data = build_stages(cfg, tok, seqs_per_step=4)
+    data = build_mix(cfg, tok)
     assert (data.labels == data.input_ids).all()
 
 
 def test_knowledge_instruct_turns_documents_into_fact_instructions(tok, tiny_cfg, entity_docs):
     cfg = tiny_cfg.with_overrides({"recipe": "knowledge_instruct", "data.domain": str(entity_docs)})
-    data = build_stages(cfg, tok, seqs_per_step=4)
+    data = build_mix(cfg, tok)
     row = data.input_ids[np.flatnonzero(data.roles == 0)[0]]
     text = tok.decode(row)
     assert "Velmora" in text and "<|im_start|>user" in text  # chat-formatted facts, not raw text
@@ -148,7 +158,7 @@ def test_progressive_mix_ramps_the_domain_share_in_the_stream(tmp_path, tiny_cfg
     train_run(run, progress=False)
     domain = {r["step"]: r["value"] for r in run.read_metrics() if r["name"] == "mix/domain"}
     assert domain[2] < 0.3 and domain[10] > domain[5] > domain[2]  # cumulative share climbs with the ramp
-    static = build_stages(tiny_cfg.with_overrides({"train.max_steps": 10}), load_tokenizer(cfg.model), 4)
+    static = build_mix(tiny_cfg.with_overrides({"train.max_steps": 10}), load_tokenizer(cfg.model))
     assert static.realized_shares(8)["domain"] > domain[2]
 
 
@@ -171,19 +181,21 @@ def test_bad_recipe_input_fails_in_one_line_before_a_run_exists(tmp_path, tiny_c
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
     assert list_runs(tmp_path / "runs") == []
     with pytest.raises(ConfigError, match=message.split(":")[0]):
-        tiny_cfg.with_overrides(overrides)
+        make_plan(tiny_cfg.with_overrides(overrides))
 
 
-def test_cpt_recipes_prints_the_stage_plan(capsys):
-    assert main(["recipes", str(RECIPE_DIR / "pit_plus_smoke.yaml")]) == 0
+@pytest.mark.parametrize("command", ["recipes", "plan"])
+def test_cpt_recipes_and_plan_print_the_stage_plan(capsys, command):
+    assert main([command, str(RECIPE_DIR / "pit_plus_smoke.yaml")]) == 0
     out = capsys.readouterr().out
     assert "1. qa" in out and "2. qa+documents" in out and "builtin:knowledge_qa_train" in out
+    assert "passes over" in out  # the tiny tokenizer is on disk: sources are counted
 
 
 def test_resumed_multi_stage_run_keeps_its_stages_and_lr(tmp_path, data_files, qa_file):
     import shutil
 
-    from cptcore.runs import latest_attempt
+    from cptcore.runs.metrics import latest_attempt
 
     cfg = RunConfig.load(RECIPE_DIR / "pit_smoke.yaml", [
         f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}", f"data.qa={qa_file}",

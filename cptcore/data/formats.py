@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import SourceConfig
-from .sources import DataError
+from .sources import DataError, local_path, read_records, sha256, source_files
 
 IGNORE = -100
 TOKENIZE_BATCH = 1000
@@ -102,3 +102,44 @@ def encode_rows(rows: list[dict], fmt: str, source: SourceConfig, tokenizer, kin
     for i, r in enumerate(rows, 1):
         out.append(encode_chat(tokenizer, to_messages(r, f"{source.path}: row {i}"), kind))
     return out
+
+
+def facts_source_rows(rows: list[dict], text_field: str) -> list[dict]:
+    from ..synth import facts_from_documents  # Knowledge-Instruct without a model
+
+    facts = facts_from_documents(rows, text_field)
+    if not facts:
+        raise DataError("domain_as=facts: no sentence names its document's entity (give documents an "
+                        "'entity' field, or write facts with `cpt synth DOCS --kind facts`)")
+    return facts
+
+
+def encode_source(source: SourceConfig, tokenizer, kind: str, loss_on: str = "answers",
+                  domain_as: str = "as_is") -> tuple[list, dict]:
+    """Encode one source: its (ids, labels) examples and its manifest entry (rows, tokens, loss tokens, files).
+
+    domain_as=facts turns documents into fact instructions; loss_on=all also trains on prompt tokens."""
+    rows = read_records(source)
+    if domain_as == "facts":
+        rows = facts_source_rows(rows, source.text_field)
+        source = source.model_copy(update={"format": "chat"})
+    fmt = detect_format(rows, source)
+    encoded = encode_rows(rows, fmt, source, tokenizer, kind)
+    if not encoded:
+        raise DataError(f"{source.path}: every row is empty")
+    if loss_on == "all":  # also learn the prompts (raw text already trains on every token)
+        encoded = [(ids, ids) for ids, _ in encoded]
+    n_tokens = sum(len(ids) for ids, _ in encoded)
+    n_loss = sum(len(ids) if lab is ids else int(np.count_nonzero(np.asarray(lab) != IGNORE)) for ids, lab in encoded)
+    if n_loss == 0:
+        raise DataError(f"{source.path}: no trainable tokens (chat records without assistant turns?)")
+    files = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256(f)} for f in source_files(source)]
+    entry = {"path": source.path, "local": local_path(source) is not None, "format": fmt, "rows": len(rows),
+             "examples": len(encoded), "tokens": n_tokens, "loss_tokens": n_loss, "files": files}
+    return encoded, entry
+
+
+def source_entry(source: SourceConfig, tokenizer, kind: str, loss_on: str = "answers",
+                 domain_as: str = "as_is") -> dict:
+    """One pass over a source, counted (what `cpt plan` and the Launch budget need)."""
+    return encode_source(source, tokenizer, kind, loss_on, domain_as)[1]

@@ -1,76 +1,40 @@
-"""Exact token mixes: each role's share of trained tokens matches the requested share.
+"""Exact token mixes: the plan's sequences laid out in the order they train, each packed from its role's data.
 
-Every packed sequence holds exactly seq_len tokens of one role, so token shares equal sequence shares.
-A deficit scheduler picks, for each next sequence, the role furthest below its target; after n sequences
-every role is within one sequence of its target (|error| <= 1/n), deterministically.
-Multi-stage runs lay their stages end to end; progressive mixing gives every sequence its own target
-(a ramp); dynamic mixing picks each sequence's role only when the trainer fetches it (OnlineMix), so an
-evaluation can still change the shares.
+The plan (cptcore/plan.py) decides how many sequences each stage trains and which role each comes from (the
+deficit scheduler, cptcore/data/schedule.py); this module tokenizes each role's sources, packs them, and fills
+the sequences. Dynamic mixing (OnlineMix) picks each sequence's role only when the trainer fetches it, so an
+evaluation can still change the shares. The manifest records what was actually packed, next to the plan.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import ROLES, RunConfig
-from .formats import IGNORE, detect_format, encode_rows
+from ..plan import Plan, Stage, plan as make_plan
+from .formats import IGNORE, encode_source
 from .pack import Packer
-from .sources import DataError, local_path, read_records, sha256, source_files
-
-
-def schedule_roles(shares: dict[str, float], n: int) -> np.ndarray:
-    """Role index (into ROLES) of each of n sequences; a share of 0 never appears."""
-    target = np.array([shares.get(r, 0.0) for r in ROLES], dtype=np.float64)
-    counts = np.zeros(len(ROLES))
-    out = np.empty(n, dtype=np.int8)
-    for i in range(n):
-        deficit = target * (i + 1) - counts
-        deficit[target == 0] = -np.inf
-        k = int(np.argmax(deficit))  # ties go to the earlier role: deterministic
-        out[i] = k
-        counts[k] += 1
-    return out
-
-
-def schedule_varying(targets: np.ndarray) -> np.ndarray:
-    """Like schedule_roles when the target shares change per sequence (targets: (n, 3), rows sum to 1)."""
-    expected, counts = np.zeros(len(ROLES)), np.zeros(len(ROLES))
-    out = np.empty(len(targets), dtype=np.int8)
-    for i, t in enumerate(targets):
-        expected += t
-        deficit = expected - counts
-        deficit[t == 0] = -np.inf
-        k = int(np.argmax(deficit))
-        out[i] = k
-        counts[k] += 1
-    return out
-
-
-def ramp_targets(shares: dict[str, float], start_domain: float, ramp_ratio: float, n: int) -> np.ndarray:
-    """(n, 3) targets: the domain share moves linearly from start_domain to its target over ramp_ratio*n
-    sequences, then holds; replay and instruct split the rest in their target proportions."""
-    target = np.array([shares[r] for r in ROLES], dtype=np.float64)
-    ramp = max(1, round(ramp_ratio * n))
-    t = np.minimum(1.0, np.arange(n) / ramp)
-    domain = start_domain + (target[0] - start_domain) * t
-    rest = target[1:] / target[1:].sum()
-    return np.column_stack([domain, np.outer(1 - domain, rest)])
+from .schedule import DeficitScheduler
 
 
 @dataclass
 class MixedData:
     """The run's training sequences in the order they are trained, plus what went into them."""
+    plan: Plan
     input_ids: np.ndarray  # (n, seq_len) int32
     labels: np.ndarray     # (n, seq_len) int32, IGNORE where no loss
     roles: np.ndarray      # (n,) index into ROLES; -1 until an online mix fills the row
+    stage: np.ndarray      # (n,) stage index of each sequence
     manifest: dict
-    stage: np.ndarray | None = None                   # (n,) stage index of each sequence
-    stages: list[dict] = field(default_factory=list)  # name, first_step, steps, first_seq, sequences, shares, lr
     online: "OnlineMix | None" = None
 
     def __len__(self) -> int:
         return len(self.roles)
+
+    @property
+    def stages(self) -> list[Stage]:
+        return self.plan.stages
 
     def fetch(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         if self.roles[i] < 0:
@@ -85,19 +49,9 @@ class MixedData:
         counts = np.bincount(roles, minlength=len(ROLES))
         return {r: float(c / max(1, len(roles))) for r, c in zip(ROLES, counts)}
 
-    def stage_at(self, seq: int) -> dict:
+    def stage_of(self, seq: int) -> Stage:
         """The stage a sequence index belongs to."""
-        return next((s for s in reversed(self.stages) if s["first_seq"] <= seq), self.stages[0])
-
-
-def facts_source_rows(rows: list[dict], text_field: str) -> list[dict]:
-    from ..synth import facts_from_documents  # Knowledge-Instruct without a model
-
-    facts = facts_from_documents(rows, text_field)
-    if not facts:
-        raise DataError("domain_as=facts: no sentence names its document's entity (give documents an "
-                        "'entity' field, or write facts with `cpt synth DOCS --kind facts`)")
-    return facts
+        return self.plan.stages[int(self.stage[min(max(seq, 0), len(self.stage) - 1)])]
 
 
 def load_role(cfg: RunConfig, role: str, tokenizer, loss_on: str = "answers",
@@ -105,26 +59,10 @@ def load_role(cfg: RunConfig, role: str, tokenizer, loss_on: str = "answers",
     """Encode every source of a role; return examples and per-source manifest entries."""
     examples, entries = [], []
     for source in getattr(cfg.data, role):
-        rows = read_records(source)
-        if role == "domain" and domain_as == "facts":
-            rows = facts_source_rows(rows, source.text_field)
-            source = source.model_copy(update={"format": "chat"})
-        fmt = detect_format(rows, source)
-        encoded = encode_rows(rows, fmt, source, tokenizer, cfg.model.kind)
-        if not encoded:
-            raise DataError(f"{source.path}: every row is empty")
-        if loss_on == "all":  # also learn the prompts (raw text already trains on every token)
-            encoded = [(ids, ids) for ids, _ in encoded]
-        n_tokens = sum(len(ids) for ids, _ in encoded)
-        n_loss = sum(len(ids) if lab is ids else int(np.count_nonzero(np.asarray(lab) != IGNORE))
-                     for ids, lab in encoded)
-        if n_loss == 0:
-            raise DataError(f"{source.path}: no trainable tokens (chat records without assistant turns?)")
-        lp = local_path(source)
-        files = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256(f)} for f in source_files(source)]
-        entries.append({"path": source.path, "local": lp is not None, "format": fmt, "rows": len(rows),
-                        "examples": len(encoded), "tokens": n_tokens, "loss_tokens": n_loss, "files": files})
+        encoded, entry = encode_source(source, tokenizer, cfg.model.kind, loss_on,
+                                       domain_as if role == "domain" else "as_is")
         examples.extend(encoded)
+        entries.append(entry)
     return examples, entries
 
 
@@ -137,165 +75,118 @@ def role_packers(cfg: RunConfig, tokenizer, roles: list[str], loss_on: str = "an
     return out
 
 
-def build_mix(cfg: RunConfig, tokenizer, n_sequences: int, *, loss_on: str = "answers", domain_as: str = "as_is",
-              targets: np.ndarray | None = None) -> MixedData:
-    """Tokenize each role's sources, pack them, and lay out n_sequences in mix order.
+def build_mix(cfg: RunConfig, tokenizer, plan: Plan | None = None) -> MixedData:
+    """Tokenize each stage's sources, pack them, and lay out the plan's sequences in mix order."""
+    from ..plan import stage_config
 
-    targets: per-sequence shares (progressive mixing); default: cfg.mix for every sequence.
-    """
-    shares = cfg.mix.shares()
-    seq_len = cfg.data.seq_len
-    roles = schedule_roles(shares, n_sequences) if targets is None else schedule_varying(targets)
-    input_ids = np.empty((n_sequences, seq_len), dtype=np.int32)
-    labels = np.empty((n_sequences, seq_len), dtype=np.int32)
-    manifest: dict = {"seq_len": seq_len, "sequences": n_sequences, "requested": shares, "roles": {}}
-    packers = role_packers(cfg, tokenizer, [r for r in ROLES if shares[r] > 0], loss_on, domain_as)
-    for role, (packer, entries) in packers.items():
-        idx = np.flatnonzero(roles == ROLES.index(role))
-        for i in idx:
-            input_ids[i], labels[i] = packer.next()
-        manifest["roles"][role] = _role_manifest(entries, packer, len(idx) * seq_len, len(idx))
-    data = MixedData(input_ids, labels, roles, manifest)
-    manifest["realized"] = data.realized_shares(n_sequences)
+    plan = plan or make_plan(cfg)
+    seq_len, n = plan.seq_len, plan.sequences
+    input_ids = np.empty((n, seq_len), dtype=np.int32)
+    labels = np.empty((n, seq_len), dtype=np.int32)
+    roles = np.full(n, -1, dtype=np.int8)
+    stage_idx = np.empty(n, dtype=np.int8)
+    stage_packers, stage_entries = [], []
+    for s in plan.stages:
+        span = slice(s.first_seq, s.first_seq + s.sequences)
+        stage_idx[span] = s.index
+        packers = role_packers(stage_config(cfg, s), tokenizer, list(s.roles), s.loss_on, s.domain_as)
+        stage_packers.append({r: p for r, (p, _) in packers.items()})
+        stage_entries.append({r: e for r, (_, e) in packers.items()})
+        if plan.online:
+            continue
+        roles[span] = s.order
+        for role, (packer, _) in packers.items():
+            for i in s.first_seq + np.flatnonzero(s.order == ROLES.index(role)):
+                input_ids[i], labels[i] = packer.next()
+    data = MixedData(plan, input_ids, labels, roles, stage_idx, {})
+    if plan.online:
+        data.online = OnlineMix(plan, stage_packers)
+    data.manifest = manifest(data, stage_packers, stage_entries)
     return data
 
 
-def _role_manifest(entries: list[dict], packer: Packer, trained: int, sequences: int) -> dict:
-    return {"sources": entries, "tokens_available": packer.tokens_per_pass, "sequences": int(sequences),
-            "tokens_trained": int(trained), "passes": round(trained / packer.tokens_per_pass, 3)}
-
-
-def stage_targets(cfg: RunConfig, shares: dict[str, float], n: int) -> np.ndarray | None:
-    """Per-sequence targets of a stage under progressive mixing (None: constant shares)."""
-    p = cfg.progressive
-    if not p.enabled or shares["domain"] <= 0:
-        return None
-    return ramp_targets(shares, p.start_domain, p.ramp_ratio, n)
-
-
-def build_stages(cfg: RunConfig, tokenizer, seqs_per_step: int, online: bool = False) -> MixedData:
-    """All stages of cfg's recipe end to end; online=True leaves each role choice to fetch time."""
-    from ..recipes import plan, stage_config
-
-    stages = plan(cfg)
-    if not online and len(stages) == 1 and stage_targets(cfg, stages[0].shares, 1) is None:
-        s = stages[0]
-        data = build_mix(stage_config(cfg, s), tokenizer, s.steps * seqs_per_step, loss_on=s.loss_on,
-                         domain_as=s.domain_as)
-        data.stage = np.zeros(len(data), dtype=np.int8)
-        data.stages = [_stage_info(s, seqs_per_step)]
-        data.manifest["stages"] = data.stages
-        return data
-    parts, infos, stage_packers, stage_bases = [], [], [], []
-    for s in stages:
-        scfg = stage_config(cfg, s)
-        n = s.steps * seqs_per_step
-        ramp = stage_targets(cfg, s.shares, n)
-        base = ramp if ramp is not None else np.tile([s.shares[r] for r in ROLES], (n, 1))
-        if online:
-            roles = [r for r in ROLES if s.data[r]]  # every role with sources can receive share
-            packers = role_packers(scfg, tokenizer, roles, s.loss_on, s.domain_as)
-            stage_packers.append({r: p for r, (p, _) in packers.items()})
-            stage_bases.append(base)
-            manifest = {"requested": s.shares, "roles": {r: {"sources": e} for r, (_, e) in packers.items()}}
-            parts.append((np.empty((n, cfg.data.seq_len), np.int32), np.empty((n, cfg.data.seq_len), np.int32),
-                          np.full(n, -1, dtype=np.int8), manifest))
-        else:
-            d = build_mix(scfg, tokenizer, n, loss_on=s.loss_on, domain_as=s.domain_as, targets=ramp)
-            parts.append((d.input_ids, d.labels, d.roles, d.manifest))
-        infos.append(_stage_info(s, seqs_per_step))
-    total = sum(len(p[2]) for p in parts)
-    data = MixedData(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                     np.concatenate([p[2] for p in parts]),
-                     {"seq_len": cfg.data.seq_len, "sequences": total,
-                      "requested": {r: sum(s.shares[r] * len(p[2]) for s, p in zip(stages, parts)) / total
-                                    for r in ROLES},  # the whole run's planned shares
-                      "roles": _merge_roles([p[3]["roles"] for p in parts]), "online": online,
-                      "progressive": cfg.progressive.enabled,
-                      "stages": [i | {"requested": p[3]["requested"], "roles": p[3]["roles"]}
-                                 for i, p in zip(infos, parts)]},
-                     stage=np.concatenate([np.full(len(p[2]), k, dtype=np.int8) for k, p in enumerate(parts)]),
-                     stages=infos)
-    if online:
-        data.online = OnlineMix(infos, stage_packers, stage_bases)
-    else:
-        data.manifest["realized"] = data.realized_shares(len(data))
-    return data
-
-
-def _merge_roles(per_stage: list[dict]) -> dict:
-    """Per role over all stages: every source used, sequences and tokens trained (passes stay per stage)."""
-    out: dict = {}
-    for roles in per_stage:
-        for role, m in roles.items():
-            o = out.setdefault(role, {"sources": [], "sequences": 0, "tokens_trained": 0})
-            o["sources"] += [e for e in m["sources"] if e["path"] not in {x["path"] for x in o["sources"]}]
-            o["sequences"] += m.get("sequences", 0)
-            o["tokens_trained"] += m.get("tokens_trained", 0)
+def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entries: list[dict]) -> dict:
+    """What was packed (per stage and role: sequences, input tokens, tokens that carry loss, passes) beside
+    the plan it came from. Online mixes choose roles later: their counts are the plan's."""
+    plan, seq_len = data.plan, data.plan.seq_len
+    stages, totals = [], {}
+    for s, packers, entries in zip(plan.stages, stage_packers, stage_entries):
+        span = slice(s.first_seq, s.first_seq + s.sequences)
+        per_role = {}
+        for role, packer in packers.items():
+            if plan.online:  # roles are chosen at fetch time: the planned start, realized in the stream
+                seqs, loss = s.roles[role].sequences, None
+            else:
+                mine = data.roles[span] == ROLES.index(role)
+                seqs = int(mine.sum())
+                # the loss of a sequence is on labels[1:] (each position predicts the next token)
+                loss = int(np.count_nonzero(data.labels[span][mine][:, 1:] != IGNORE)) if seqs else 0
+            per_role[role] = {"sources": entries[role], "sequences": seqs, "tokens_trained": seqs * seq_len,
+                              "loss_tokens_trained": loss, "tokens_available": packer.tokens_per_pass,
+                              "passes": round(seqs * seq_len / packer.tokens_per_pass, 4)}
+            t = totals.setdefault(role, {"sources": [], "sequences": 0, "tokens_trained": 0,
+                                         "loss_tokens_trained": 0, "available": set()})
+            t["sources"] += [e for e in entries[role] if e["path"] not in {x["path"] for x in t["sources"]}]
+            t["sequences"] += seqs
+            t["tokens_trained"] += seqs * seq_len
+            t["loss_tokens_trained"] = None if loss is None else t["loss_tokens_trained"] + loss
+            t["available"].add(packer.tokens_per_pass)
+        stages.append(s.to_dict() | {"roles": per_role})
+    for t in totals.values():  # passes of the whole run where every stage packs the same amount of data
+        avail = t.pop("available") - {None}
+        t["tokens_available"] = avail.pop() if len(avail) == 1 else None
+        t["passes"] = round(t["tokens_trained"] / t["tokens_available"], 4) if t["tokens_available"] else None
+    out = {"seq_len": seq_len, "sequences": plan.sequences, "requested": plan.requested, "roles": totals,
+           "online": plan.online, "progressive": any(s.targets.ndim == 2 for s in plan.stages),
+           "stages": stages, "plan": plan.to_dict()}
+    if not plan.online:
+        out["realized"] = data.realized_shares(len(data))
     return out
-
-
-def _stage_info(s, seqs_per_step: int) -> dict:
-    return {"index": s.index, "name": s.name, "first_step": s.first_step, "steps": s.steps,
-            "first_seq": s.first_step * seqs_per_step, "sequences": s.steps * seqs_per_step,
-            "shares": s.shares, "lr": s.lr, "loss_on": s.loss_on, "domain_as": s.domain_as}
 
 
 class OnlineMix:
     """Chooses each sequence's role when the trainer fetches it, so the shares can change mid-run.
 
-    The stage's base targets (constant, or a progressive ramp) plus a shift moved from domain to replay or
-    instruct; the deficit scheduler restarts at every change, so a new share holds from the next sequence
-    fetched. The data loader reads one batch ahead: a change made after step s trains from step s + 2.
-    Resuming re-creates the choices from the checkpoint on, not the ones before it.
+    The stage's planned targets (constant, or a progressive ramp) plus a shift moved from domain to replay or
+    instruct; the scheduler restarts at every change, so a new share holds from the next sequence fetched.
+    The data loader reads one batch ahead: a change made after step s trains from step s + 2. Resuming
+    re-creates the choices from the checkpoint on, not the ones before it.
     """
 
-    def __init__(self, stages: list[dict], packers: list[dict[str, Packer]], bases: list[np.ndarray]):
-        self.stages, self.packers, self.bases = stages, packers, bases
+    def __init__(self, plan: Plan, packers: list[dict[str, Packer]]):
+        self.plan, self.packers = plan, packers
         self.shift = {"replay": 0.0, "instruct": 0.0}
+        self.scheduler = DeficitScheduler()
         self._stage = -1
-        self._restart()
-
-    def _restart(self) -> None:
-        self.expected, self.counts = np.zeros(len(ROLES)), np.zeros(len(ROLES))
 
     def target(self, i: int) -> np.ndarray:
         """Shares for sequence i: the stage's base plus the current shift (stages without domain stay put)."""
-        k = next(k for k in reversed(range(len(self.stages))) if self.stages[k]["first_seq"] <= i)
-        t = self.bases[k][i - self.stages[k]["first_seq"]].copy()
+        s = self.plan.stages[self._stage_index(i)]
+        t = (s.targets[i - s.first_seq] if s.targets.ndim == 2 else s.targets).copy()
         if t[0] > 0:
             for role, delta in self.shift.items():
                 j = ROLES.index(role)
-                if role in self.packers[k]:
+                if role in self.packers[s.index]:
                     moved = min(delta, t[0])
                     t[j] += moved
                     t[0] -= moved
         return t
 
+    def _stage_index(self, i: int) -> int:
+        return next(s.index for s in reversed(self.plan.stages) if s.first_seq <= i)
+
     def current_shares(self, i: int) -> dict[str, float]:
-        return {r: float(v) for r, v in zip(ROLES, self.target(min(i, self.stages[-1]["first_seq"]
-                                                                     + self.stages[-1]["sequences"] - 1)))}
+        return {r: float(v) for r, v in zip(ROLES, self.target(min(i, self.plan.sequences - 1)))}
 
     def set_shift(self, role: str, delta: float) -> None:
         self.shift[role] = max(0.0, delta)
-        self._restart()
+        self.scheduler.restart()
 
     def fill(self, data: MixedData, i: int) -> None:
         k = int(data.stage[i])
         if k != self._stage:
             self._stage = k
-            self._restart()
-        t = self.target(i)
-        self.expected += t
-        deficit = self.expected - self.counts
-        deficit[t == 0] = -np.inf
-        role = int(np.argmax(deficit))
-        self.counts[role] += 1
+            self.scheduler.restart()
+        role = self.scheduler.next(self.target(i))
         data.input_ids[i], data.labels[i] = self.packers[k][ROLES[role]].next()
         data.roles[i] = role
-
-
-def count_role_tokens(cfg: RunConfig, tokenizer) -> dict[str, int]:
-    """Tokens available per role (one pass over its sources), for budget previews and pass counts."""
-    return {role: sum(e["tokens"] for e in load_role(cfg, role, tokenizer)[1])
-            for role in ROLES if getattr(cfg.data, role)}

@@ -1,0 +1,312 @@
+"""The sections of a RunConfig: model, data sources, mix, training, LoRA, evaluation, launch.
+
+Field descriptions are user-facing help: the dashboard shows them next to each widget. Imports no torch.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ROLES = ("domain", "replay", "instruct")
+
+
+class ConfigError(ValueError):
+    """A config problem the user can fix; the message names the field and what is allowed."""
+
+
+def as_source(v: Any) -> Any:
+    """A path -> a source mapping; mappings and SourceConfigs pass through."""
+    return {"path": str(v)} if isinstance(v, (str, int, float)) else v
+
+
+def as_sources(v: Any) -> Any:
+    """One path, a list of paths or source mappings -> a list of sources; '', None or [] -> no sources."""
+    if v in (None, "", []):
+        return []
+    if not isinstance(v, list):
+        v = [v]
+    return [as_source(x) for x in v]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class ModelConfig(_Section):
+    """Which pretrained model to continue training."""
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="Built-in name (smollm2-135m-instruct: the offline default; tiny-random-llama: for tests), "
+        "a Hugging Face hub id, a local model folder, or a .gguf file.",
+    )
+    kind: Literal["base", "instruct"] = Field(
+        "instruct",
+        description="base: plain-text prompts, higher LR tolerated. instruct: chat template for instruction data, "
+        "2-5x lower LR to keep instruction following.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) for hub ids.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype. auto: float32 weights in training and evaluation alike, with bfloat16 "
+        "mixed precision while training on GPUs that support it. bfloat16/float16: weights in that dtype "
+        "everywhere (half the memory; pure low-precision training)."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run model code shipped with a hub model. Only enable for repositories you trust."
+    )
+
+
+class SourceConfig(_Section):
+    """One data source: a file, a folder of files, a bundled set or a hub dataset."""
+    path: str = Field(
+        description="Local .txt/.jsonl/.json/.parquet/.csv file or folder, 'builtin:NAME' for bundled data, "
+        "or a hub dataset id."
+    )
+    format: Literal["auto", "text", "chat"] = Field(
+        "auto", description="text: raw documents, trained on every token. chat: messages or prompt/response records, "
+        "trained on assistant tokens only. auto: decided from the columns."
+    )
+    text_field: str = Field("text", description="Column holding the raw text (text format).")
+    split: str = Field("train", description="Split of a hub dataset.")
+    subset: str | None = Field(None, description="Configuration name of a hub dataset.")
+    streaming: bool = Field(
+        False, description="Hub datasets: read them in datasets' streaming mode instead of downloading them "
+        "whole. The rows read are still held in memory, so cap them with max_rows.")
+    max_rows: int | None = Field(None, gt=0, description="Read at most this many rows (useful for big hub datasets).")
+
+
+class DataConfig(_Section):
+    """Sources for each role of the mix."""
+    domain: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:knowledge_docs")],
+        description="New domain documents the model should learn (raw text; chat records are allowed too).",
+    )
+    replay: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:replay")],
+        description="General text like the model's original pre-training data, replayed to limit forgetting.",
+    )
+    instruct: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:instruct")],
+        description="Instruction/chat examples that keep the model's instruction following.",
+    )
+    qa: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="builtin:knowledge_qa_train")],
+        description="Question-answer pairs about training documents (never the evaluation questions): the "
+        "instruction data of the QA stages of the cpt_then_it, pit and pit_plus recipes.",
+    )
+    facts: list[SourceConfig] = Field(
+        default_factory=list,
+        description="Fact instructions for the knowledge_instruct recipe (write them with `cpt synth DOCS "
+        "--kind facts`). Empty: facts are cut from the sentences of data.domain.",
+    )
+    seq_len: int = Field(
+        256, ge=16, le=131072,
+        description="Tokens per packed training sequence. Documents are packed end to end with EOS separators, "
+        "so no padding is wasted and no document is truncated.",
+    )
+
+    @field_validator("domain", "replay", "instruct", "qa", "facts", mode="before")
+    @classmethod
+    def _as_sources(cls, v: Any) -> Any:
+        return as_sources(v)
+
+
+class MixConfig(_Section):
+    """Each role's share of trained *tokens* (not rows: documents differ in length)."""
+    domain: float = Field(0.85, ge=0, le=1, description="Share of new domain text.")
+    replay: float = Field(
+        0.10, ge=0, le=1,
+        description="Share of general text replayed to limit forgetting: 5-10% for a mild domain shift, "
+        "up to 25% for a strong one (Ibrahim et al. 2024); small models need more.",
+    )
+    instruct: float = Field(
+        0.05, ge=0, le=1, description="Share of instruction data that keeps chat behaviour (1-5% is typical)."
+    )
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "MixConfig":
+        total = self.domain + self.replay + self.instruct
+        if abs(total - 1) > 1e-6:
+            raise ValueError(f"mix.domain + mix.replay + mix.instruct must sum to 1, got {total:.3f}")
+        return self
+
+    def shares(self) -> dict[str, float]:
+        return {r: getattr(self, r) for r in ROLES}
+
+    def rebalanced(self, fixed: dict[str, float]) -> "MixConfig":
+        """Set the given roles' shares and rescale the others in proportion so the three sum to 1."""
+        unknown = set(fixed) - set(ROLES)
+        if unknown:
+            raise ConfigError(f"mix.{sorted(unknown)[0]}: unknown role (roles: {', '.join(ROLES)})")
+        fixed = {r: float(v) for r, v in fixed.items()}
+        free = {r: v for r, v in self.shares().items() if r not in fixed}
+        room, free_total = 1 - sum(fixed.values()), sum(free.values())
+        if abs(room) < 1e-9:
+            free = {r: 0.0 for r in free}
+        elif room < 0 or not free:
+            given = " + ".join(f"mix.{r}" for r in fixed)
+            raise ConfigError(f"{given} = {sum(fixed.values()):.3f}: the mix cannot be rebalanced to sum to 1")
+        elif free_total <= 0:  # nothing to keep in proportion: split the rest equally
+            free = {r: room / len(free) for r in free}
+        else:
+            free = {r: v / free_total * room for r, v in free.items()}
+        try:
+            return MixConfig(**(free | fixed))
+        except ValueError as e:
+            raise ConfigError(str(e).splitlines()[-1]) from None
+
+
+class TrainConfig(_Section):
+    """Optimisation and budget."""
+    method: Literal["full", "lora"] = Field(
+        "full", description="full: update every weight (learns most, forgets most). "
+        "lora: low-rank adapters (learns less, forgets less; wants ~10x the full fine-tune LR)."
+    )
+    lr: float = Field(
+        5e-5, gt=0, le=1,
+        description="Peak learning rate. Full fine-tuning: instruct 1e-5..5e-5, base 3e-5..1e-4; "
+        "LoRA about 10x higher.",
+    )
+    schedule: Literal["constant", "cosine", "linear", "wsd"] = Field(
+        "cosine", description="LR schedule after warm-up. cosine decays to min_lr_ratio of the peak; "
+        "wsd (warmup-stable-decay) holds the peak and decays over the last decay_ratio of steps."
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Fraction of steps spent warming up the LR (re-warming).")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final LR as a fraction of the peak (cosine, wsd).")
+    decay_ratio: float = Field(0.2, gt=0, le=1, description="Fraction of steps in the final decay (wsd only).")
+    max_steps: int = Field(50, gt=0, description="Optimizer steps. Instruct models: 100-500 keeps instruction following.")
+    batch_size: int = Field(8, gt=0, description="Sequences per device per forward pass.")
+    grad_accum: int = Field(1, gt=0, description="Forward passes accumulated per optimizer step.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0, description="Gradient clipping norm.")
+    seed: int = Field(0, description="Seed for data order, mixing and initialisation.")
+    log_every_steps: int = Field(1, gt=0, description="Write training metrics every N steps.")
+    save_every_steps: int | None = Field(
+        None, gt=0, description="Checkpoint every N steps (default: only at the end)."
+    )
+    save_total_limit: int = Field(2, gt=0, description="Keep at most this many checkpoints.")
+    resume_from: str | None = Field(
+        None, description="Checkpoint folder to resume from, or 'last' for this run's latest checkpoint."
+    )
+    report_to: list[str] = Field(
+        default_factory=list, description="Also report to these trackers (tensorboard, wandb, mlflow)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _str_to_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip() and s.strip() != "none"]
+        return v
+
+    def tokens_per_step(self, seq_len: int) -> int:
+        return self.batch_size * self.grad_accum * seq_len
+
+
+class LoraConfig(_Section):
+    """LoRA adapter settings (used when train.method = lora)."""
+    r: int = Field(16, gt=0, le=4096, description="Adapter rank. Higher learns more; Biderman et al. 2024 use 256.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator; alpha = 2r is a common choice.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | str = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list such as [q_proj, v_proj]."
+    )
+    train_embeddings: bool = Field(
+        False, description="Also train the input embeddings and lm_head fully (helps with new vocabulary/domain)."
+    )
+    embedding_lr_ratio: float = Field(
+        0.1, gt=0, le=1, description="LR of embeddings/lm_head relative to train.lr (2-10x smaller is usual)."
+    )
+
+
+EVALUATORS = ("domain_ppl", "replay_ppl", "knowledge_qa", "ifeval", "coherence")
+GENERATION_EVALUATORS = ("knowledge_qa", "ifeval", "coherence")  # slow: run every generate_every-th evaluation
+
+
+class EvalConfig(_Section):
+    """What to evaluate during training, and how often. Every run evaluates its starting model at step 0."""
+    evaluators: list[str] = Field(
+        default_factory=lambda: ["domain_ppl", "replay_ppl"],
+        description="Evaluators run at step 0, during training and at the end: domain_ppl, replay_ppl (cheap), "
+        "knowledge_qa, ifeval, coherence (generate text: slower).",
+    )
+    every_steps: int = Field(25, gt=0, description="Run cheap evaluators (perplexities) every N steps.")
+    generate_every: int = Field(
+        4, gt=0, description="Run generation-based evaluators (knowledge_qa, ifeval, coherence) every Nth "
+        "evaluation; always at step 0 and at the end.",
+    )
+    max_docs: int = Field(32, gt=0, description="Held-out documents per perplexity evaluation.")
+    qa_limit: int = Field(32, gt=0, description="Closed-book questions per knowledge_qa evaluation.")
+    ifeval_limit: int = Field(
+        25, gt=0, description="IFEval prompts per evaluation (the bundled suite's first 25 cover all 25 "
+        "instruction types; google/IFEval has 541). The 95% CI on 25 prompts is about +-18 points.",
+    )
+    max_new_tokens: int = Field(96, gt=0, le=4096, description="Cap on generated tokens per IFEval/coherence response.")
+    qa_max_new_tokens: int = Field(24, gt=0, le=1024, description="Cap on generated tokens per QA answer.")
+    batch_size: int = Field(8, gt=0, description="Prompts (or documents) per forward pass during evaluation.")
+    domain_heldout: SourceConfig = Field(
+        default_factory=lambda: SourceConfig(path="builtin:knowledge_heldout"),
+        description="Held-out domain documents for domain_ppl (never trained on).",
+    )
+    replay_heldout: SourceConfig = Field(
+        default_factory=lambda: SourceConfig(path="builtin:replay_heldout"),
+        description="Held-out general text for replay_ppl (general-capability retention).",
+    )
+    qa_source: SourceConfig = Field(
+        default_factory=lambda: SourceConfig(path="builtin:knowledge_qa_test"),
+        description="Closed-book questions (fields question, answer) about documents the run trains on.",
+    )
+    ifeval_source: Literal["bundled", "google"] = Field(
+        "bundled", description="bundled: the offline suite shipped with CPT Studio (75 prompts, all 25 "
+        "instruction types). google: google/IFEval from the hub (541 prompts; needs network).",
+    )
+    warn_general_loss_pct: float = Field(
+        3.0, gt=0, description="Warn when the general (replay) loss, ln(replay_ppl), rises more than this % "
+        "above step 0 (D-CPT Law uses a 3% cap).",
+    )
+    warn_if_drop_points: float = Field(
+        2.0, gt=0, description="Warn when IFEval prompt-level strict accuracy falls more than this many "
+        "points below step 0.",
+    )
+    warn_distinct2_drop: float = Field(
+        0.10, gt=0, le=1, description="Warn when distinct-2 of generated responses (coherence) falls more than "
+        "this below step 0 (repetitive, degenerate text).",
+    )
+    stop_on_warning: bool = Field(
+        False, description="Stop training at the first warning; the event names the last checkpoint that "
+        "did not breach.",
+    )
+
+    @field_validator("evaluators", mode="before")
+    @classmethod
+    def _str_to_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("evaluators")
+    @classmethod
+    def _known_evaluators(cls, v: list[str]) -> list[str]:
+        unknown = [name for name in v if name not in EVALUATORS]
+        if unknown:
+            raise ValueError(f"unknown evaluator {unknown[0]!r} (allowed: {', '.join(EVALUATORS)})")
+        return list(dict.fromkeys(v))  # keep order, drop repeats
+
+    @field_validator("domain_heldout", "replay_heldout", "qa_source", mode="before")
+    @classmethod
+    def _path_as_source(cls, v: Any) -> Any:
+        return as_source(v)
+
+
+class LaunchConfig(_Section):
+    """How a run's processes start: one local process, or torchrun/accelerate with N processes (DDP or FSDP)."""
+    launcher: Literal["local", "torchrun", "accelerate"] = Field(
+        "local", description="local: one process. torchrun / accelerate: nproc processes on this machine "
+        "(for many nodes, write a Slurm script with `cpt slurm`).",
+    )
+    nproc: int = Field(1, gt=0, le=1024, description="Processes per node for torchrun/accelerate (usually one per GPU).")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="ddp: every process holds the whole model. fsdp: parameters, gradients and optimizer "
+        "state sharded across processes (for models that do not fit one GPU).",
+    )

@@ -1,0 +1,151 @@
+"""A data source before a run: rows, columns, format, a preview, tokens and the problems found (malformed
+lines, empty rows, duplicates, each with its line number); uploads stored under CPT_HOME/data.
+
+Never imports streamlit (the Data page renders what these return) nor torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import SourceConfig
+
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # keep in step with server.maxUploadSize in .streamlit/config.toml
+DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".parquet", ".csv")
+
+
+@dataclass
+class SourceReport:
+    """What a data source holds and what is wrong with it."""
+    path: str
+    format: str | None = None
+    rows: int = 0
+    columns: list[str] = field(default_factory=list)
+    preview: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    tokens: int | None = None
+
+
+def _rows_with_lines(source: SourceConfig) -> tuple[list[tuple[int, dict]], list[str]]:
+    """(line or row number, record) pairs; JSONL lines that do not parse become problems, not errors."""
+    from .sources import read_records, source_files
+
+    files = source_files(source)
+    if len(files) == 1 and files[0].suffix == ".jsonl":
+        rows, problems = [], []
+        text = files[0].read_bytes().decode("utf-8", errors="replace")
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                problems.append(f"line {i}: blank line")
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as e:
+                problems.append(f"line {i}: malformed JSON ({getattr(e, 'msg', e)})")
+                continue
+            if not isinstance(rec, dict):
+                problems.append(f"line {i}: expected a JSON object, got {type(rec).__name__}")
+                continue
+            rows.append((i, rec))
+        if source.max_rows:
+            rows = rows[: source.max_rows]
+        return rows, problems
+    return list(enumerate(read_records(source), 1)), []
+
+
+def _is_empty(rec: dict, fmt: str, text_field: str) -> bool:
+    if fmt == "text":
+        v = rec.get(text_field)
+        return not isinstance(v, str) or not v.strip()
+    msgs = rec.get("messages")
+    if isinstance(msgs, list):
+        return not any(str(m.get("content", "")).strip() for m in msgs
+                       if isinstance(m, dict) and m.get("role") == "assistant")
+    from .formats import PAIR_FIELDS
+
+    return not any(str(rec.get(b, "")).strip() for a, b in PAIR_FIELDS if a in rec)
+
+
+def inspect_source(source: SourceConfig, tokenizer=None, kind: str = "instruct", preview_rows: int = 5,
+                   max_problems: int = 50) -> SourceReport:
+    """Rows, columns, format (text vs chat), a preview, tokens (with a tokenizer) and the problems found:
+    malformed lines, empty rows and duplicates, each with its line number."""
+    from .formats import detect_format, encode_rows
+    from .sources import DataError
+
+    report = SourceReport(path=source.path)
+    try:
+        rows, report.problems = _rows_with_lines(source)
+    except DataError as e:
+        report.problems.append(str(e))
+        return report
+    report.rows = len(rows)
+    if not rows:
+        report.problems.append("no readable rows")
+        return report
+    report.columns = sorted({k for _, r in rows for k in r})
+    report.preview = [r for _, r in rows[:preview_rows]]
+    try:
+        report.format = detect_format([r for _, r in rows], source)
+    except DataError as e:
+        report.problems.append(str(e))
+        return report
+    seen: dict[str, int] = {}
+    good = []
+    for line, rec in rows:
+        if _is_empty(rec, report.format, source.text_field):
+            report.problems.append(f"line {line}: empty {'text' if report.format == 'text' else 'response'}")
+            continue
+        digest = hashlib.sha1(json.dumps(rec, sort_keys=True, default=str).encode()).hexdigest()
+        if digest in seen:
+            report.problems.append(f"line {line}: duplicate of line {seen[digest]}")
+        else:
+            seen[digest] = line
+        good.append(rec)
+    if tokenizer is not None and good:
+        try:
+            report.tokens = sum(len(ids) for ids, _ in encode_rows(good, report.format, source, tokenizer, kind))
+        except DataError as e:
+            report.problems.append(str(e))
+    if len(report.problems) > max_problems:
+        hidden = len(report.problems) - max_problems
+        report.problems = report.problems[:max_problems] + [f"... and {hidden} more"]
+    return report
+
+
+def safe_upload_name(filename: str) -> str:
+    """A plain file name from whatever the browser sent: no folders, no leading dots, a data suffix."""
+    name = Path(str(filename).replace("\\", "/")).name
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    if suffix not in DATA_SUFFIXES:
+        raise ValueError(f"{filename!r}: unsupported file type (use {', '.join(DATA_SUFFIXES)})")
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-")[:80] or "upload"
+    return stem + suffix
+
+
+def save_upload(home: Path, filename: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Store uploaded bytes under CPT_HOME/data only (never executed); an existing different file is kept."""
+    if len(data) > max_bytes:
+        raise ValueError(f"{filename!r}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB upload limit")
+    folder = (Path(home) / "data").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = safe_upload_name(filename)
+    dest = folder / name
+    n = 1
+    while dest.exists() and dest.read_bytes() != data:
+        dest = folder / f"{Path(name).stem}-{n}{Path(name).suffix}"
+        n += 1
+    if dest.resolve().parent != folder:
+        raise ValueError(f"{filename!r}: refusing to write outside {folder}")
+    tmp = folder / f".{dest.name}.part"
+    tmp.write_bytes(data)
+    tmp.replace(dest)
+    return dest
+
+
+def user_files(home: Path) -> list[Path]:
+    folder = Path(home) / "data"
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in DATA_SUFFIXES) if folder.is_dir() else []

@@ -1,0 +1,79 @@
+"""The one deficit scheduler: which role each next packed sequence comes from.
+
+Every packed sequence holds seq_len tokens of one role, so token shares equal sequence shares. For each next
+sequence the scheduler picks the role furthest below its expected count (the sum of the target shares so
+far); after n sequences every role is within one sequence of its target, deterministically. The same object
+serves a constant mix, a stage of a multi-stage run, a progressive ramp (a target per sequence) and dynamic
+mixing (targets known only when the trainer fetches the sequence). Imports no torch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+ROLES = ("domain", "replay", "instruct")  # the order of a target vector (as cptcore.config.ROLES)
+
+
+class DeficitScheduler:
+    """Picks roles one sequence at a time; restart() forgets the history (a new stage or a changed mix)."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        self.counts = [0, 0, 0]
+        self._base = [0.0, 0.0, 0.0]   # expected counts accumulated under earlier targets
+        self._target: tuple | None = None
+        self._k = 0                    # sequences scheduled under the current target
+
+    def next(self, target: Sequence[float]) -> int:
+        """Index into ROLES of the next sequence; a role with target 0 is never picked (ties: earlier role)."""
+        t = tuple(float(x) for x in target)
+        if t != self._target:
+            if self._target is not None:
+                self._base = [b + x * self._k for b, x in zip(self._base, self._target)]
+            self._target, self._k = t, 0
+        self._k += 1
+        best, best_deficit = -1, -np.inf
+        for j in range(3):
+            if t[j] > 0:
+                deficit = self._base[j] + t[j] * self._k - self.counts[j]
+                if deficit > best_deficit:
+                    best, best_deficit = j, deficit
+        if best < 0:
+            raise ValueError("every target share is 0")
+        self.counts[best] += 1
+        return best
+
+    def schedule(self, targets: np.ndarray | Sequence[float], n: int) -> np.ndarray:
+        """Roles of the next n sequences: targets is one share vector, or one per sequence ((n, 3))."""
+        targets = np.asarray(targets, dtype=np.float64)
+        out = np.empty(n, dtype=np.int8)
+        if targets.ndim == 1:
+            t = targets.tolist()
+            for i in range(n):
+                out[i] = self.next(t)
+        else:
+            for i, t in enumerate(targets.tolist()):
+                out[i] = self.next(t)
+        return out
+
+
+def ramp_targets(shares: dict[str, float], start_domain: float, ramp_ratio: float, n: int) -> np.ndarray:
+    """(n, 3) targets of progressive mixing: the domain share moves linearly from start_domain to its target
+    over ramp_ratio * n sequences, then holds; replay and instruct split the rest in their target proportions."""
+    target = np.array([shares[r] for r in ROLES], dtype=np.float64)
+    ramp = max(1, round(ramp_ratio * n))
+    t = np.minimum(1.0, np.arange(n) / ramp)
+    domain = start_domain + (target[0] - start_domain) * t
+    rest = target[1:] / target[1:].sum()
+    return np.column_stack([domain, np.outer(1 - domain, rest)])
+
+
+def stage_targets(progressive, shares: dict[str, float], n: int) -> np.ndarray:
+    """The per-sequence targets of a stage: a ramp under progressive mixing (stages that train domain text),
+    else the stage's shares for every sequence ((3,) vector)."""
+    if progressive.enabled and shares["domain"] > 0:
+        return ramp_targets(shares, progressive.start_domain, progressive.ramp_ratio, n)
+    return np.array([shares[r] for r in ROLES], dtype=np.float64)

@@ -1,0 +1,39 @@
+"""A data source before a run: format, rows, tokens and the problems found; uploads."""
+import json
+
+import pytest
+
+from cptcore.config import ModelConfig, SourceConfig
+from cptcore.data import inspect
+from cptcore.tokenizer import load_text_tokenizer
+
+
+def test_inspect_reports_malformed_empty_and_duplicate_lines(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text("\n".join([json.dumps({"text": "alpha beta"}), "{broken", json.dumps({"text": "  "}),
+                               json.dumps({"text": "alpha beta"}), json.dumps({"text": "gamma"})]) + "\n")
+    r = inspect.inspect_source(SourceConfig(path=str(path)))
+    assert r.format == "text" and r.rows == 4
+    assert any(p.startswith("line 2: malformed JSON") for p in r.problems)
+    assert "line 3: empty text" in r.problems
+    assert "line 4: duplicate of line 1" in r.problems
+
+
+def test_inspect_detects_chat_and_counts_tokens(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"Q{i}?", "response": f"A{i}."}) + "\n" for i in range(3)))
+    r = inspect.inspect_source(SourceConfig(path=str(path)), tokenizer=load_text_tokenizer(ModelConfig(name="tiny-random-llama")))
+    assert r.format == "chat" and r.rows == 3 and not r.problems and r.tokens > 0
+
+
+def test_uploads_stay_in_the_data_folder(tmp_path):
+    p = inspect.save_upload(tmp_path, "../../etc/evil name.jsonl", b'{"text": "x"}\n')
+    assert p.parent == (tmp_path / "data").resolve() and p.name == "evil_name.jsonl"
+    assert inspect.save_upload(tmp_path, "..\\..\\x.txt", b"hi").parent == (tmp_path / "data").resolve()
+    again = inspect.save_upload(tmp_path, "evil name.jsonl", b"other")
+    assert again != p and p.read_bytes() == b'{"text": "x"}\n'  # never overwrites a different file
+    with pytest.raises(ValueError, match="unsupported file type"):
+        inspect.save_upload(tmp_path, "run.py", b"import os")
+    with pytest.raises(ValueError, match="upload limit"):
+        inspect.save_upload(tmp_path, "big.txt", b"x" * 11, max_bytes=10)
+    assert {f.name for f in inspect.user_files(tmp_path)} == {"evil_name.jsonl", "x.txt", again.name}
