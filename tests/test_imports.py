@@ -64,3 +64,26 @@ def test_runs_package_and_supervise_are_not_a_circle():
     advise = ast.parse((ROOT / "cptcore" / "advise.py").read_text())
     imported = {n.module for n in ast.walk(advise) if isinstance(n, ast.ImportFrom)}
     assert "cli" not in imported and "cptcore.cli" not in imported
+
+
+def test_resume_and_stop_from_the_dashboard_load_no_torch(tmp_path):
+    """Monitor's Stop and Resume buttons run in the server process: checkpoint checks must stay torch-free."""
+    code = f"""
+import json, sys, time
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from cptcore.config import RunConfig
+from cptcore.runs import Run, launch
+from run_store import fake_checkpoint
+run = Run.create({str(tmp_path)!r}, RunConfig(name="r"))
+run.write_status("failed", started=time.time(), error="boom")
+fake_checkpoint(run.checkpoints_dir, 2)
+launch.spawn = lambda run, cwd=None: 0  # no training process: only the dashboard's side is measured
+_, skipped = launch.resume(run)
+assert run.status()["resumed_from"] == "checkpoint-2", run.status()
+run.write_status("running", pid=None)
+launch.request_stop(run)
+print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == []

@@ -21,7 +21,8 @@ def sleeper(seconds=60):
 # --- liveness -------------------------------------------------------------------------------------
 def running_run(home, pid, since=None, **fields):
     run = Run.create(home, RunConfig(name="live"))
-    run.write_status("running", pid=pid, started=since if since is not None else time.time(), host=liveness.HOST, **fields)
+    started = since if since is not None else time.time()
+    run.write_status("running", pid=pid, started=started, host=liveness.HOST, **fields)
     return run
 
 

@@ -29,7 +29,8 @@ def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
     model, mix, tr = cfg.get("model") or {}, cfg.get("mix") or {}, cfg.get("train") or {}
     max_steps = st.get("max_steps") or tr.get("max_steps")
     row = {
-        "id": run.id, "name": cfg.get("name", run.id), "group": meta.get("group"), "status": st.get("status", "unknown"),
+        "id": run.id, "name": cfg.get("name", run.id), "group": meta.get("group"),
+        "status": st.get("status", "unknown"),
         "step": st.get("step"), "max_steps": max_steps, "model": model.get("name", "?"), "kind": model.get("kind", ""),
         "recipe": _recipe(cfg.get("recipe")), "method": tr.get("method", ""),
         "mix": {r: mix.get(r) for r in ROLES}, "lr": tr.get("lr"), "attempt": st.get("attempt"),

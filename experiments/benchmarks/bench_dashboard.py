@@ -1,4 +1,4 @@
-"""Server time of the dashboard on a big run store: Compare over 50 runs and one live Monitor refresh.
+"""Server time of the dashboard on a big run store: Compare over 50 runs, the runs table, one live Monitor refresh.
 
     python experiments/benchmarks/bench_dashboard.py [--runs 50] [--points 5000] [--repeat 5]
 
@@ -9,6 +9,8 @@ record format. Synthetic curves: this measures the dashboard, not training. Rows
   compare, restart        a new server process: read the parquet cache instead of the JSON, figures
   compare, warm           any later interaction (loader cached on size/mtime): downsample + figures   goal <= 1 s
   compare page (AppTest)  the whole Compare page script, warm, as Streamlit runs it                     goal <= 1 s
+  home table, warm        runs.table.runs_table over every run folder (the home page's 5 s refresh)   goal <= 1 s
+  cpt runs --json         a new process (python start included) reading the folders and parquet caches
   monitor refresh         one step appended to a live run, then the live panel's loads and figures     goal <= 0.3 s
   monitor page (AppTest)  the whole Monitor page script on that run, one step appended before each run goal <= 0.3 s
 Figures are serialized to JSON in every row (st.plotly_chart does that on each run).
@@ -20,6 +22,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -152,12 +155,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     from cptcore import frames
+    from cptcore.runs import list_runs, store
+    from cptcore.runs.table import runs_table
 
     with tempfile.TemporaryDirectory() as tmp:
-        home = Path(tmp) / "runs"
-        os.environ["CPT_HOME"] = str(home)
+        home_dir = Path(tmp) / "runs"
+        os.environ["CPT_HOME"] = str(home_dir)
         t0 = time.perf_counter()
-        runs = build_store(home, args.runs, args.points)
+        runs = build_store(home_dir, args.runs, args.points)
         size_mb = sum(r.metrics_path.stat().st_size for r in runs) / 1e6
         lines = args.runs * args.points * len(METRICS)
         print(f"store: {args.runs} runs x {args.points} points x {len(METRICS)} metrics = {lines:,} records, "
@@ -165,10 +170,10 @@ def main() -> None:
 
         def forget() -> None:  # what a server restart loses
             frames._TAILS.clear()
-            frames._FILES.clear()
+            store._FILES.clear()
 
         compare_once(runs[:1])  # imports and first-call set-up, as a running server has them
-        shutil.rmtree(home / ".cache", ignore_errors=True)
+        shutil.rmtree(home_dir / ".cache", ignore_errors=True)
         forget()
         t0 = time.perf_counter()
         payload = compare_once(runs)
@@ -179,6 +184,9 @@ def main() -> None:
         restart = time.perf_counter() - t0
         warm, payload = timed(lambda: compare_once(runs), args.repeat)
         page_c = page_time("pages/3_Compare.py", {"compare_runs": [r.id for r in runs]}, args.repeat)
+        home, _ = timed(lambda: len(runs_table(list_runs(home_dir))), args.repeat)
+        cli, _ = timed(lambda: len(subprocess.run([sys.executable, "-m", "cptcore", "runs", "--json"], check=True,
+                                                  capture_output=True, cwd=ROOT).stdout), args.repeat)
 
         live = runs[0]
         live.write_status("running", step=args.points, max_steps=args.points * 2)
@@ -199,6 +207,8 @@ def main() -> None:
             ("compare, after restart (parquet cache)", restart, None, payload),
             ("compare, warm", warm, 1.0, payload),
             ("compare page (AppTest, warm)", page_c, 1.0, None),
+            ("home table, warm", home, 1.0, None),
+            ("cpt runs --json (new process)", cli, None, None),
             ("monitor refresh (1 step appended)", mon, 0.3, mon_payload),
             ("monitor page (AppTest)", page_m, 0.3, None)]
     print(f"\n| {'measurement':38} | {'server time':>11} | {'goal':>6} | {'time/goal':>9} | {'figure JSON':>11} |")
