@@ -28,11 +28,11 @@ def _figure(data: list[dict], layout: dict):
     return go.Figure(data=data, layout=layout)
 
 
-def _line(n_points: int, x, y, name: str, color: str, width: float = 1.5, **kw) -> dict:
+def _line(n_points: int, x, y, name: str, color: str, width: float = 1.5, dash: str = "solid", **kw) -> dict:
     kind = "scattergl" if n_points > GL_POINTS else "scatter"
     mode = kw.pop("mode", "lines+markers" if len(x) <= 60 else "lines")  # markers: a 1-point run stays visible
     return dict(type=kind, x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
-                line=dict(color=color, width=width), **kw)
+                line=dict(color=color, width=width, dash=dash), **kw)
 
 
 def _hline(y: float, color: str = "#999", dash: str = "solid", xref: str = "x", yref: str = "y") -> dict:
@@ -92,14 +92,20 @@ def loss_figure(m: frames.Metrics, x: str = "tokens", smoothing: float = 0.0, re
 
 def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: str = "tokens",
                revision: str = "mix"):
-    """Realized token share per role (solid) against the requested share (dotted)."""
+    """Realized token share per role (solid) against the share the plan requested of the same sequences
+    (dotted, `mix/requested/*`: per stage, with progressive ramps and dynamic-mix shifts). `requested`: flat
+    lines for streams written before those records existed."""
     data, shapes = [], []
     for r in ROLES:
         c = frames.curve(m, f"mix/{r}")
         if not len(c):
             continue
         data.append(_line(len(c), c[x], c["value"].to_numpy() * 100, f"{r} realized", ROLE_COLORS[r]))
-        if requested and requested.get(r) is not None:
+        q = frames.curve(m, f"mix/requested/{r}")
+        if len(q):
+            data.append(_line(len(q), q[x], q["value"].to_numpy() * 100, f"{r} requested", ROLE_COLORS[r],
+                              dash="dot"))
+        elif requested and requested.get(r) is not None:
             shapes.append(_hline(float(requested[r]) * 100, ROLE_COLORS[r], "dot"))
     if not data:
         return empty("Realized mix", "no mix/* records yet", revision)

@@ -144,11 +144,12 @@ class MetricStream(TrainerCallback):
             w.write("train/ewc_penalty", self.meter.ewc_penalty, step, tokens)
         trained = step * self.seqs_per_step
         stage = self.data.stage_of(trained - 1)
-        requested = stage.shares
         online = self.data.online is not None
+        requested = self.data.requested_shares(trained, start=stage.first_seq)  # this stage so far
         for role, share in self.data.realized_shares(trained, start=stage.first_seq).items():
-            if requested.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
+            if stage.shares.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
                 w.write(f"mix/{role}", share, step, tokens)
+                w.write(f"mix/requested/{role}", requested[role], step, tokens)
         self._last_step, self._busy = step, 0.0
 
 
@@ -218,9 +219,9 @@ class DynamicMixer:
     def decline(self, name: str, value: float) -> tuple[bool, str]:
         base = self.baseline[name]
         if name == "eval/replay_ppl":
-            import math
+            from .evaluate.stats import loss_rise_pct
 
-            rise = (math.log(value) / math.log(base) - 1) * 100 if base > 1 and value > 0 else 0.0
+            rise = loss_rise_pct(value, base)
             return rise > self.cfg.general_loss_pct, (f"general loss {rise:+.1f}% vs step 0 (threshold "
                                                       f"dynamic_mix.general_loss_pct={self.cfg.general_loss_pct:g}%)")
         drop = base - value

@@ -12,7 +12,6 @@ import traceback
 from .config import RunConfig
 from .plan import plan as make_plan
 from .runs import Run
-from .runs.metrics import MetricWriter
 
 SCHEDULES = {  # our names -> HF lr_scheduler_type
     "constant": "constant_with_warmup",

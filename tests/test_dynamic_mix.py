@@ -1,10 +1,8 @@
 """Dynamic mixing: evaluations in the stream move share to replay/instruct within bounds, and back."""
-import numpy as np
 import pytest
 from transformers import TrainerCallback
 
 import cptcore.evaluate.callback as eval_callback
-from cptcore.config import RunConfig
 from cptcore.data.mix import build_mix
 from cptcore.models import load_tokenizer
 from cptcore.runs import Run

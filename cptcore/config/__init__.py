@@ -15,12 +15,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from .recipe import (RECIPE_NAMES, DynamicMixConfig, EWCConfig, LongContextConfig, ProgressiveConfig,
                      RecipeOptionsConfig, StageConfig, StageDataConfig)
 from .sections import (EVALUATORS, GENERATION_EVALUATORS, ROLES, ConfigError, DataConfig, EvalConfig, LaunchConfig,
-                       LoraConfig, MixConfig, ModelConfig, SourceConfig, TrainConfig, _Section, as_source, as_sources)
+                       LoraConfig, MixConfig, ModelConfig, SourceConfig, TrainConfig, _Section, as_source, as_sources,
+                       evaluator_names)
 
 __all__ = ["RunConfig", "ConfigError", "ROLES", "EVALUATORS", "GENERATION_EVALUATORS", "RECIPE_NAMES", "ModelConfig",
            "SourceConfig", "DataConfig", "MixConfig", "TrainConfig", "LoraConfig", "EvalConfig", "LaunchConfig",
            "StageConfig", "StageDataConfig", "RecipeOptionsConfig", "ProgressiveConfig", "DynamicMixConfig",
-           "EWCConfig", "LongContextConfig", "as_source", "as_sources", "parse_sets", "override", "help_text",
+           "EWCConfig", "LongContextConfig", "as_source", "as_sources", "evaluator_names", "parse_sets", "override", "help_text",
            "format_validation_error"]
 
 

@@ -224,6 +224,16 @@ EVALUATORS = ("domain_ppl", "replay_ppl", "knowledge_qa", "ifeval", "coherence")
 GENERATION_EVALUATORS = ("knowledge_qa", "ifeval", "coherence")  # slow: run every generate_every-th evaluation
 
 
+def evaluator_names(v: str | list[str]) -> list[str]:
+    """Evaluator names from a list or a comma-separated string: known names only, in order, no repeats."""
+    names = [s.strip() for s in v.split(",")] if isinstance(v, str) else list(v)
+    names = [n for n in names if n]
+    unknown = [n for n in names if n not in EVALUATORS]
+    if unknown:
+        raise ValueError(f"unknown evaluator {unknown[0]!r} (allowed: {', '.join(EVALUATORS)})")
+    return list(dict.fromkeys(names))
+
+
 class EvalConfig(_Section):
     """What to evaluate during training, and how often. Every run evaluates its starting model at step 0."""
     evaluators: list[str] = Field(
@@ -280,18 +290,8 @@ class EvalConfig(_Section):
 
     @field_validator("evaluators", mode="before")
     @classmethod
-    def _str_to_list(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            return [s.strip() for s in v.split(",") if s.strip()]
-        return v
-
-    @field_validator("evaluators")
-    @classmethod
-    def _known_evaluators(cls, v: list[str]) -> list[str]:
-        unknown = [name for name in v if name not in EVALUATORS]
-        if unknown:
-            raise ValueError(f"unknown evaluator {unknown[0]!r} (allowed: {', '.join(EVALUATORS)})")
-        return list(dict.fromkeys(v))  # keep order, drop repeats
+    def _known_evaluators(cls, v: Any) -> Any:
+        return evaluator_names(v) if isinstance(v, (str, list)) else v
 
     @field_validator("domain_heldout", "replay_heldout", "qa_source", mode="before")
     @classmethod

@@ -49,6 +49,19 @@ class MixedData:
         counts = np.bincount(roles, minlength=len(ROLES))
         return {r: float(c / max(1, len(roles))) for r, c in zip(ROLES, counts)}
 
+    def requested_shares(self, n_sequences: int, start: int = 0) -> dict[str, float]:
+        """The mean target share per role over sequences start..n_sequences-1 of one stage: what the plan (or
+        the online mix, with its shifts) asked of the sequences whose realized share realized_shares() gives."""
+        n = max(start + 1, min(n_sequences, len(self.roles)))
+        if self.online is not None:
+            done = self.roles[start:n] >= 0
+            t = self.online.used[start:n][done]
+            mean = t.mean(axis=0) if len(t) else self.online.target(start)
+        else:
+            s = self.stage_of(start)
+            mean = s.targets if s.targets.ndim == 1 else s.targets[start - s.first_seq:n - s.first_seq].mean(axis=0)
+        return {r: float(v) for r, v in zip(ROLES, mean)}
+
     def stage_of(self, seq: int) -> Stage:
         """The stage a sequence index belongs to."""
         return self.plan.stages[int(self.stage[min(max(seq, 0), len(self.stage) - 1)])]
@@ -155,6 +168,7 @@ class OnlineMix:
 
     def __init__(self, plan: Plan, packers: list[dict[str, Packer]]):
         self.plan, self.packers = plan, packers
+        self.used = np.zeros((plan.sequences, len(ROLES)))  # the target each fetched sequence was scheduled by
         self.shift = {"replay": 0.0, "instruct": 0.0}
         self.scheduler = DeficitScheduler()
         self._stage = -1
@@ -187,6 +201,7 @@ class OnlineMix:
         if k != self._stage:
             self._stage = k
             self.scheduler.restart()
-        role = self.scheduler.next(self.target(i))
+        self.used[i] = self.target(i)
+        role = self.scheduler.next(self.used[i])
         data.input_ids[i], data.labels[i] = self.packers[k][ROLES[role]].next()
         data.roles[i] = role

@@ -7,11 +7,10 @@ Warning signs are compared with the step-0 baseline; a failing evaluator is an e
 """
 from __future__ import annotations
 
-import math
-
 from transformers import TrainerCallback
 
 from ..config import GENERATION_EVALUATORS, RunConfig
+from .stats import loss_rise_pct
 from .suite import Suite, items_path, write_items
 
 
@@ -95,8 +94,8 @@ class EvalCallback(TrainerCallback):
         """(metric, baseline, now, message) for each warning sign beyond its threshold."""
         e, base, out = self.ecfg, self.baseline, []
         ppl = "eval/replay_ppl"
-        if ppl in values and ppl in base and base[ppl] > 1 and values[ppl] > 0:
-            rise = (math.log(values[ppl]) / math.log(base[ppl]) - 1) * 100
+        if ppl in values and ppl in base:
+            rise = loss_rise_pct(values[ppl], base[ppl])
             if rise > e.warn_general_loss_pct:
                 out.append((ppl, base[ppl], values[ppl],
                             f"general (replay) loss up {rise:.1f}% vs step 0 (ppl {base[ppl]:.2f} -> "

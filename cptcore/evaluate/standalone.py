@@ -10,18 +10,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..config import EVALUATORS, ModelConfig, RunConfig
+from ..config import EVALUATORS, ModelConfig, RunConfig, evaluator_names
 from .stats import Score
 from .suite import EvalError, Suite, items_path, write_items
 
 
 def parse_suite(text: str | None) -> list[str]:
-    names = [s.strip() for s in (text or ",".join(EVALUATORS)).split(",") if s.strip()]
-    unknown = [n for n in names if n not in EVALUATORS]
-    if unknown or not names:
-        raise EvalError(f"--suite: unknown evaluator {unknown[0] if unknown else ''!r} "
-                        f"(allowed: {', '.join(EVALUATORS)})")
-    return list(dict.fromkeys(names))
+    try:
+        names = evaluator_names(text or ",".join(EVALUATORS))
+    except ValueError as e:
+        raise EvalError(f"--suite: {e}") from None
+    if not names:
+        raise EvalError(f"--suite: no evaluator named (allowed: {', '.join(EVALUATORS)})")
+    return names
 
 
 def resolve_target(spec: str, home: Path) -> tuple[RunConfig, Path | str, str]:

@@ -14,6 +14,14 @@ Z95 = 1.959963984540054
 N_BOOT = 2000
 
 
+def loss_rise_pct(ppl: float, base_ppl: float) -> float:
+    """How much the loss, ln(ppl), rose above the baseline's, in % (the D-CPT Law's cap is 3 %). The one
+    definition of "general loss up" that warnings and dynamic mixing use; 0 when undefined."""
+    if base_ppl <= 1 or ppl <= 0:
+        return 0.0
+    return (math.log(ppl) / math.log(base_ppl) - 1) * 100
+
+
 @dataclass
 class Score:
     """One reported number: the metric name as written to the stream, its value, n and 95% CI."""

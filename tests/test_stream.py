@@ -1,0 +1,55 @@
+"""The trainer's side of the metric stream: realized and requested mix per stage, per-role loss, stage events."""
+from pathlib import Path
+
+import pytest
+
+from cptcore.config import RunConfig
+from cptcore.plan import plan
+from cptcore.runs import Run
+from cptcore.train import train_run
+
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "experiments" / "recipes"
+
+
+def by_step(records, prefix):
+    out = {}
+    for r in records:
+        if r["name"].startswith(prefix) and r.get("value") is not None:
+            out.setdefault(r["step"], {})[r["name"].removeprefix(prefix)] = r["value"]
+    return out
+
+
+def test_requested_mix_follows_each_stage_not_the_run_level_mix(tmp_path, data_files):
+    cfg = RunConfig.load(RECIPE_DIR / "pit_smoke.yaml", [f"data.replay={data_files['replay']}",
+                                                          f"data.instruct={data_files['instruct']}"])
+    run = Run.create(tmp_path / "runs", cfg)
+    train_run(run, progress=False)
+    records = run.read_metrics()
+    requested, realized = by_step(records, "mix/requested/"), by_step(records, "mix/")
+    p = plan(cfg)
+    for stage in p.stages:
+        step = stage.first_step + stage.steps  # the last step of the stage
+        for role, share in stage.shares.items():
+            if share > 0:
+                assert requested[step][role] == pytest.approx(share)
+                assert abs(realized[step][role] - share) <= 1 / (stage.steps * p.seqs_per_step) + 1e-9
+    qa = p.stages[0]
+    assert requested[qa.steps]["instruct"] == pytest.approx(qa.shares["instruct"]) != cfg.mix.instruct
+
+
+def test_progressive_requested_share_ramps_with_the_plan(tmp_path, tiny_cfg):
+    cfg = tiny_cfg.with_overrides({"progressive.enabled": True, "progressive.start_domain": 0.1,
+                                   "progressive.ramp_ratio": 1.0, "train.max_steps": 10})
+    run = Run.create(tmp_path / "runs", cfg)
+    train_run(run, progress=False)
+    domain = {s: v["domain"] for s, v in by_step(run.read_metrics(), "mix/requested/").items()}
+    assert domain[1] < domain[5] < domain[10] < cfg.mix.domain  # the mean target so far climbs toward 0.6
+    assert domain[1] == pytest.approx(0.1 + (0.6 - 0.1) * 1.5 / 40, abs=0.02)  # first 4 of 40 sequences
+
+
+def test_every_role_loss_is_written_each_logging_step(tmp_path, tiny_cfg):
+    run = Run.create(tmp_path / "runs", tiny_cfg.with_overrides({"train.max_steps": 3}))
+    train_run(run, progress=False)
+    losses = by_step(run.read_metrics(), "train/loss/")
+    assert sorted(losses) == [1, 2, 3]
+    assert all(set(v) <= {"domain", "replay", "instruct"} and "domain" in v for v in losses.values())
