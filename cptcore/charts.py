@@ -90,11 +90,9 @@ def loss_figure(m: frames.Metrics, x: str = "tokens", smoothing: float = 0.0, re
     return _figure(data, _layout("Training loss", x, "loss", revision, shapes=shapes, annotations=notes))
 
 
-def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: str = "tokens",
-               revision: str = "mix"):
+def mix_figure(m: frames.Metrics, x: str = "tokens", revision: str = "mix"):
     """Realized token share per role (solid) against the share the plan requested of the same sequences
-    (dotted, `mix/requested/*`: per stage, with progressive ramps and dynamic-mix shifts). `requested`: flat
-    lines for streams written before those records existed."""
+    (dotted, `mix/requested/*`: per stage, with progressive ramps and dynamic-mix shifts)."""
     data, shapes = [], []
     for r in ROLES:
         c = frames.curve(m, f"mix/{r}")
@@ -105,8 +103,6 @@ def mix_figure(m: frames.Metrics, requested: dict[str, float] | None = None, x: 
         if len(q):
             data.append(_line(len(q), q[x], q["value"].to_numpy() * 100, f"{r} requested", ROLE_COLORS[r],
                               dash="dot"))
-        elif requested and requested.get(r) is not None:
-            shapes.append(_hline(float(requested[r]) * 100, ROLE_COLORS[r], "dot"))
     if not data:
         return empty("Realized mix", "no mix/* records yet", revision)
     marks, notes = event_marks(m, x)

@@ -80,7 +80,7 @@ def live_panel(run_id: str) -> None:
     rev = run_id  # same uirevision across refreshes: zoom and pan survive
     g1, g2 = st.columns(2)
     g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
-    g2.plotly_chart(charts.mix_figure(m, cfg.get("mix"), x, revision=rev), key="mix_chart")
+    g2.plotly_chart(charts.mix_figure(m, x, revision=rev), key="mix_chart")
     st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
     has_ewc = len(m.series("train/ewc_penalty")) > 0
     with st.expander("Learning rate, gradient norm, throughput" + (", EWC penalty" if has_ewc else "")):

@@ -23,7 +23,7 @@ def stream_with_events() -> frames.Metrics:
 def test_stage_starts_after_the_first_and_mix_changes_are_marked_on_loss_and_mix_charts():
     m = stream_with_events()
     for x, expected in (("step", [6.0, 8.0]), ("tokens", [600.0, 800.0]), ("time", [3.0, 4.0])):
-        for fig in (charts.loss_figure(m, x), charts.mix_figure(m, {"domain": 0.8}, x)):
+        for fig in (charts.loss_figure(m, x), charts.mix_figure(m, x)):
             marks = [s for s in fig.layout.shapes if s.line.dash == "dot" and s.x0 == s.x1]
             assert sorted(s.x0 for s in marks) == expected, x
             hover = {a.text: a.hovertext for a in fig.layout.annotations}
@@ -34,3 +34,11 @@ def test_a_run_without_such_events_has_no_marks():
     recs = [{"step": s, "tokens": s, "time": s, "name": "train/loss", "value": 1.0, "attempt": 1} for s in (1, 2)]
     fig = charts.loss_figure(frames.metrics_from_records(recs))
     assert not fig.layout.shapes and not fig.layout.annotations
+
+
+def test_requested_mix_is_drawn_from_the_stream_per_step():
+    recs = [{"step": s, "tokens": s, "time": s, "name": n, "value": v, "attempt": 1}
+            for s in (1, 2, 3) for n, v in (("mix/instruct", 0.8), ("mix/requested/instruct", 0.85 - 0.1 * (s > 2)))]
+    fig = charts.mix_figure(frames.metrics_from_records(recs), "step")
+    requested = next(t for t in fig.data if t.name == "instruct requested")
+    assert requested.line.dash == "dot" and list(requested.y) == [85.0, 85.0, 75.0]

@@ -1,7 +1,7 @@
 """Evaluate any model, checkpoint or run without training (`cpt eval`).
 
     cpt eval --model smollm2-135m-instruct --suite ifeval,knowledge_qa --limit 20 --json
-    cpt eval --model RUN_ID            # that run's final model (run.dir/model) or last checkpoint
+    cpt eval --model RUN_ID            # that run's newest checkpoint (the final one once it completed)
 
 Greedy decoding and seeded intervals: the same model and suite print the same numbers every time.
 """
@@ -50,11 +50,11 @@ def resolve_target(spec: str, home: Path) -> tuple[RunConfig, Path | str, str]:
 
 
 def _run_target(run) -> tuple[RunConfig, Path, str]:
+    """A run's model is its newest checkpoint: the Trainer saves one at the last step of every run."""
     cfg = run.config()
-    final = run.dir / "model"
-    folder = final if final.is_dir() else run.last_checkpoint()
+    folder = run.last_checkpoint()
     if folder is None:
-        raise EvalError(f"--model: run {run.id} has no final model ({final}) and no checkpoint yet")
+        raise EvalError(f"--model: run {run.id} has no checkpoint yet (one is saved at its last step)")
     return cfg, folder, f"run {run.id} ({folder.name})"
 
 
