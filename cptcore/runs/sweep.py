@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ROLES, ConfigError, RunConfig
+from ..plan import plan as make_plan
 from .launch import check_launcher, launch
 from .store import Run
 
@@ -64,7 +65,9 @@ def sweep_configs(cfg: RunConfig, grid: dict[str, list[str]]) -> list[RunConfig]
             point = {k: yaml.safe_load(v) for k, v in zip(keys, values)}
             changes = point_changes(cfg, point)
             changes["name"] = f"{cfg.name}-" + "-".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
-            configs.append(cfg.with_overrides(changes))
+            point_cfg = cfg.with_overrides(changes)
+            make_plan(point_cfg)  # a stage left without steps or data fails here, before any run is queued
+            configs.append(point_cfg)
         except (ConfigError, yaml.YAMLError) as e:
             raise ConfigError(f"--grid point {where}: {str(e).removeprefix('--set: ')}") from None
     return configs
