@@ -186,7 +186,10 @@ def mix(at: AppTest) -> list[float]:
     return [at.slider(key=f"mix.{r}").value for r in ("domain", "replay", "instruct")]
 
 
-def test_every_recipe_opens_in_the_form_as_a_valid_config():
+def test_every_preset_opens_in_the_form_with_the_plans_token_budget():
+    from cptcore import forms
+    from cptcore.plan import counter_for, plan
+
     at = open_page(PAGES[0])
     options = at.selectbox(key="launch_recipe").options
     assert "smoke.yaml" in options and "built-in defaults" in options
@@ -195,6 +198,12 @@ def test_every_recipe_opens_in_the_form_as_a_valid_config():
         assert not at.exception, option
         assert "Invalid settings" not in texts(at), (option, texts(at))
         assert sum(mix(at)) == 100, option
+        cfg = RunConfig.load(ROOT / "experiments" / option) if option != "built-in defaults" else RunConfig()
+        expected = forms.budget_rows(plan(cfg, count=counter_for(cfg)))
+        table = frame_with(at, "tokens trained")
+        assert list(table["role"]) == [r["role"] for r in expected], option
+        assert list(table["tokens trained"]) == [r["tokens trained"] for r in expected], option
+        assert [None if p != p else p for p in table["passes"]] == [r["passes"] for r in expected], option
 
 
 def test_mix_sliders_always_sum_to_100():
@@ -237,7 +246,8 @@ def test_a_token_budget_sets_the_steps():
     at = smoke_form()  # smoke: batch 8 x accumulation 1 x 128 tokens = 1,024 tokens per step
     at.number_input(key="token_budget").set_value(100_000).run()
     assert at.number_input(key="train.max_steps").value == 98  # 100,000 / 1,024 rounded up
-    assert "98 steps x 8 x 1 x 128 tokens = 100,352 tokens" in texts(at)
+    assert "98 steps x 8 sequences (8 batch x 1 accumulation x 1 process) x 128 tokens = 100,352 tokens" \
+        in texts(at)
 
 
 def test_pre_launch_check_flags_a_constructed_pitfall():
