@@ -53,7 +53,7 @@ def bare_loop_throughput(cfg) -> float:
     torch.manual_seed(0)
     model, tok = make_model(cfg, "cpu")
     b = cfg.train.batch_size
-    data = build_mix(cfg, tok, cfg.train.max_steps * b)
+    data = build_mix(cfg, tok)  # the plan: max_steps x batch_size sequences
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     model.train()
     times = []
@@ -78,13 +78,14 @@ def padded_trainer_throughput(cfg, padding: str) -> tuple[float, float]:
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
     from cptcore.config import ROLES
-    from cptcore.data.mix import load_role, schedule_roles
+    from cptcore.data.mix import load_role
+    from cptcore.data.schedule import DeficitScheduler
     from cptcore.train import make_model
 
     torch.manual_seed(0)
     model, tok = make_model(cfg, "cpu")
     examples = {role: load_role(cfg, role, tok)[0] for role in ROLES if getattr(cfg.mix, role) > 0}
-    order = schedule_roles(cfg.mix.shares(), cfg.train.max_steps * cfg.train.batch_size)
+    order = DeficitScheduler().schedule([cfg.mix.shares()[r] for r in ROLES], cfg.train.max_steps * cfg.train.batch_size)
     taken = {role: 0 for role in examples}
     rows = []
     for k in order:
@@ -126,7 +127,7 @@ def mix_error(cfg, tokens: int = 200_000) -> tuple[float, float]:
 
     tok = load_tokenizer(cfg.model)
     n = tokens // cfg.data.seq_len
-    data = build_mix(cfg, tok, n)
+    data = build_mix(cfg.with_overrides({"train.batch_size": 1, "train.max_steps": n}), tok)
     realized = data.realized_shares(n)
     err = max(abs(realized[r] - s) for r, s in cfg.mix.shares().items())
     # every position of a packed sequence is filled from a document (EOS separators included): count them
