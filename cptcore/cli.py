@@ -311,7 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model, checkpoint or run without training")
     e.add_argument("--model", required=True, metavar="NAME_OR_PATH_OR_RUN",
-                   help="built-in name, model folder, run id (its final model or last checkpoint) or hub id")
+                   help="built-in name, model folder, run id (its newest checkpoint: the final one once it "
+                   "completed) or hub id")
     e.add_argument("--suite", help="comma-separated evaluators (default: domain_ppl,replay_ppl,knowledge_qa,"
                    "ifeval,coherence)")
     e.add_argument("--limit", type=int, help="documents / questions / prompts per evaluator")
@@ -327,9 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score_if)
     add_run_commands(sub)
-    from . import advise, recipes, synth  # recipes, synthetic data, the model advisor (issue 6)
+    from . import advise, plan, synth  # plan and recipes, synthetic data, the model advisor
 
-    for module in (recipes, synth, advise):
+    for module in (plan, synth, advise):
         module.add_parser(sub)
     return p
 
