@@ -1,7 +1,6 @@
 """Synthetic QA and facts: grounded in their document, deduplicated, with provenance."""
 import json
 
-import pytest
 
 from cptcore.cli import main
 from cptcore.synth import facts_from_documents, grounding, parse_qa, synth_facts, synth_qa
@@ -95,9 +94,9 @@ def test_cpt_synth_facts_cli_writes_a_trainable_dataset(tmp_path, capsys, tiny_c
     rows = [json.loads(l) for l in out.read_text().splitlines()]
     assert stats["kept"] == len(rows) == 5 and all(r["source_path"] == str(docs) for r in rows)
     cfg = tiny_cfg.with_overrides({"recipe": "knowledge_instruct", "data.facts": str(out)})
-    from cptcore.recipes import plan
+    from cptcore.plan import plan
 
-    assert [s.path for s in plan(cfg)[0].data["domain"]] == [str(out)]
+    assert [s.path for s in plan(cfg).stages[0].data["domain"]] == [str(out)]
 
 
 def test_cpt_synth_rejects_qa_without_a_model(tmp_path, capsys):

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from ..files import atomic_write
 from .recipe import (RECIPE_NAMES, DynamicMixConfig, EWCConfig, LongContextConfig, ProgressiveConfig,
                      RecipeOptionsConfig, StageConfig, StageDataConfig)
 from .sections import (EVALUATORS, GENERATION_EVALUATORS, ROLES, ConfigError, DataConfig, EvalConfig, LaunchConfig,
@@ -122,7 +123,6 @@ class RunConfig(_Section):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> Path:
-        from ..runs.store import atomic_write  # the one atomic writer (imported here: runs imports config)
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -114,9 +114,10 @@ class EvalCallback(TrainerCallback):
         return out
 
     def _checkpoint_at_or_before(self, step: int) -> str | None:
-        ckpts = [p for p in self.run.checkpoints_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-        ok = [p for p in ckpts if int(p.name.split("-")[-1]) <= step]
-        return str(max(ok, key=lambda p: int(p.name.split("-")[-1]))) if ok else None
+        from ..runs.checkpoints import checkpoint_step, list_checkpoints
+
+        ok = [p for p in list_checkpoints(self.run.checkpoints_dir) if checkpoint_step(p) <= step]
+        return str(ok[-1]) if ok else None
 
     def _stream_baseline(self) -> dict[str, float]:
         return {r["name"]: r["value"] for r in self.run.read_metrics()

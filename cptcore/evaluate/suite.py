@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from ..config import RunConfig, SourceConfig
+from ..files import atomic_write
 from .stats import Score
 
 
@@ -114,12 +115,8 @@ class Suite:
 def write_items(path: Path, rows: list[dict]) -> Path:
     """Per-item results as JSON lines (the dashboard shows examples and paired comparisons from them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write(path, "".join(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, default=str)
+                                      + "\n" for r in rows))
 
 
 def items_path(out_dir: Path, evaluator: str, step: int) -> Path:

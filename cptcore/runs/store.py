@@ -18,13 +18,13 @@ import os
 import re
 import secrets
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig
+from ..files import atomic_write  # noqa: F401 - the one atomic writer, used through here by runs/
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped")
 ACTIVE_STATUSES = ("queued", "running")
@@ -38,21 +38,6 @@ class RunError(ValueError):
 
 def cpt_home() -> Path:
     return Path(os.environ.get("CPT_HOME", "runs")).expanduser()
-
-
-def atomic_write(path: Path | str, data: str | bytes | dict | list) -> Path:
-    """Write a file so readers see the old or the new content, never half of it (dicts and lists as JSON)."""
-    path = Path(path)
-    if isinstance(data, (dict, list)):
-        data = json.dumps(data, indent=1)
-    # unique per process and thread: two writers never share a temporary file
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    if isinstance(data, bytes):
-        tmp.write_bytes(data)
-    else:
-        tmp.write_text(data, encoding="utf-8")
-    tmp.replace(path)
-    return path
 
 
 def read_json(path: Path | str) -> dict[str, Any]:
