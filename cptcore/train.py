@@ -164,8 +164,9 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     callbacks = [StageCallback(plan.stages, writer, tokens_per_step),
                  MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
     if cfg.dynamic_mix.enabled and writer is not None:  # evaluations written to the stream steer the mix
-        baseline = {r["name"]: r["value"] for r in run.read_metrics() if r.get("step") == 0
-                    and r.get("value") is not None and r["name"] in DynamicMixer.SIGNALS}
+        from .runs.metrics import baseline as step0
+
+        baseline = {k: v for k, v in step0(run.read_metrics()).items() if k in DynamicMixer.SIGNALS}
         writer.listeners.append(DynamicMixer(cfg.dynamic_mix, data, writer, seqs_per_step, tokens_per_step,
                                              baseline))
     ewc = None

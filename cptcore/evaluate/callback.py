@@ -120,5 +120,6 @@ class EvalCallback(TrainerCallback):
         return str(ok[-1]) if ok else None
 
     def _stream_baseline(self) -> dict[str, float]:
-        return {r["name"]: r["value"] for r in self.run.read_metrics()
-                if r.get("step") == 0 and r.get("value") is not None and str(r.get("name", "")).startswith("eval/")}
+        from ..runs.metrics import baseline
+
+        return baseline(self.run.read_metrics())

@@ -135,3 +135,8 @@ def latest_attempt(records: list[dict]) -> list[dict]:
     kept.sort(key=lambda r: (r["step"], r["name"]))
     return kept + events
 
+
+def baseline(records: list[dict]) -> dict[str, float]:
+    """The step-0 evaluation (the starting model), latest attempt: what every "change from step 0" is against."""
+    return {r["name"]: r["value"] for r in latest_attempt(records)
+            if r["step"] == 0 and str(r["name"]).startswith("eval/")}
