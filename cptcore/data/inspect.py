@@ -31,28 +31,13 @@ class SourceReport:
 
 def _rows_with_lines(source: SourceConfig) -> tuple[list[tuple[int, dict]], list[str]]:
     """(line or row number, record) pairs; JSONL lines that do not parse become problems, not errors."""
-    from .sources import read_records, source_files
+    from .sources import jsonl_lines, read_records, source_files
 
     files = source_files(source)
     if len(files) == 1 and files[0].suffix == ".jsonl":
-        rows, problems = [], []
-        text = files[0].read_bytes().decode("utf-8", errors="replace")
-        for i, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                problems.append(f"line {i}: blank line")
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                problems.append(f"line {i}: malformed JSON ({getattr(e, 'msg', e)})")
-                continue
-            if not isinstance(rec, dict):
-                problems.append(f"line {i}: expected a JSON object, got {type(rec).__name__}")
-                continue
-            rows.append((i, rec))
-        if source.max_rows:
-            rows = rows[: source.max_rows]
-        return rows, problems
+        problems: list[str] = []
+        rows = jsonl_lines(files[0], problems)
+        return (rows[: source.max_rows] if source.max_rows else rows), problems
     return list(enumerate(read_records(source), 1)), []
 
 

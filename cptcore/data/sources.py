@@ -81,21 +81,31 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}); convert it with iconv -t utf-8") from None
 
 
-def jsonl_lines(path: Path) -> list[tuple[int, dict]]:
-    """(line number, object) for every non-blank line; errors name the file and the line."""
+def jsonl_lines(path: Path, problems: list[str] | None = None) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; errors name the file and the line. With a `problems`
+    list, bad and blank lines are recorded there ("line 3: ...") and skipped instead (the Data page's report)."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     out = []
     for i, line in enumerate(_read_text(path).splitlines(), 1):
+        problem = None
         if not line.strip():
+            if problems is not None:
+                problems.append(f"line {i}: blank line")
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{i}: malformed JSON ({e.msg})") from None
-        if not isinstance(rec, dict):
-            raise DataError(f"{path}:{i}: expected a JSON object, got {type(rec).__name__}")
-        out.append((i, rec))
+            problem = f"malformed JSON ({e.msg})"
+        else:
+            if not isinstance(rec, dict):
+                problem = f"expected a JSON object, got {type(rec).__name__}"
+        if problem is None:
+            out.append((i, rec))
+        elif problems is None:
+            raise DataError(f"{path}:{i}: {problem}")
+        else:
+            problems.append(f"line {i}: {problem}")
     return out
 
 
