@@ -77,7 +77,7 @@ from run_store import fake_checkpoint
 run = Run.create({str(tmp_path)!r}, RunConfig(name="r"))
 run.write_status("failed", started=time.time(), error="boom")
 fake_checkpoint(run.checkpoints_dir, 2)
-launch.spawn = lambda run, cwd=None: 0  # no training process: only the dashboard's side is measured
+launch.spawn = lambda run, cwd=None, cfg=None: 0  # no training process: only the dashboard's side is measured
 _, skipped = launch.resume(run)
 assert run.status()["resumed_from"] == "checkpoint-2", run.status()
 run.write_status("running", pid=None)

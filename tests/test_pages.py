@@ -68,7 +68,7 @@ def no_spawn(monkeypatch):
     from cptcore.runs import launch
 
     spawned = []
-    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None: spawned.append(run.id) or 0)
+    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None, cfg=None: spawned.append(run.id) or 0)
     return spawned
 
 

@@ -43,7 +43,7 @@ def test_resume_sets_unusable_checkpoints_aside_and_starts_from_the_newest_good_
     run.write_status("failed", started=time.time(), error="boom")
     fake_checkpoint(run.checkpoints_dir, 2)
     truncate(fake_checkpoint(run.checkpoints_dir, 4) / "optimizer.pt", 0.9)
-    monkeypatch.setattr(L, "spawn", lambda r, cwd=None: 0)
+    monkeypatch.setattr(L, "spawn", lambda r, cwd=None, cfg=None: 0)
     _, skipped = L.resume(run)
     assert skipped == ["checkpoint-4: optimizer.pt is truncated or corrupt"]
     assert run.last_checkpoint().name == "checkpoint-2" and run.status()["resumed_from"] == "checkpoint-2"
@@ -55,7 +55,7 @@ def test_resume_without_any_checkpoint_starts_again_from_step_0(tmp_path, monkey
     run = Run.create(tmp_path, RunConfig(name="ck"))
     run.write_status("stopped", started=time.time(), attempt=1, stop_requested=True)
     spawned = []
-    monkeypatch.setattr(L, "spawn", lambda r, cwd=None: spawned.append(r.id))
+    monkeypatch.setattr(L, "spawn", lambda r, cwd=None, cfg=None: spawned.append(r.id))
     L.resume(run)
     st = run.status()
     assert spawned == [run.id] and st["status"] == "queued" and st["resumed_from"] is None

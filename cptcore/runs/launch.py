@@ -41,16 +41,16 @@ def launch(cfg: RunConfig, home: Path | str | None = None, group: str | None = N
     run = Run.create(home, cfg)
     if group or tags:
         run.set_meta(group=group, tags=tags or [])
-    spawn(run)
+    spawn(run, cfg=cfg)
     return run
 
 
-def spawn(run: Run, cwd: str | None = None) -> int:
+def spawn(run: Run, cwd: str | None = None, cfg: RunConfig | None = None) -> int:
     """Start `cptcore train --run-id` for an existing run in its own session; log.txt gets its output."""
     run.launcher_path.unlink(missing_ok=True)  # a previous attempt's pids must not judge this one
     run.write_status("queued", queued_at=time.time(), pid=None, pid_time=None)
     home = run.dir.parent.resolve()
-    ticket_fh, ticket = take_ticket(run, run.config())  # queue order = launch order, not process start order
+    ticket_fh, ticket = take_ticket(run, cfg or run.config())  # queue order = launch order, not process start order
     env = dict(os.environ, CPT_HOME=str(home), PYTHONUNBUFFERED="1", **{TICKET_ENV: f"{ticket_fh.fileno()}:{ticket}"},
                PYTHONPATH=os.pathsep.join(p for p in (str(PKG_ROOT), os.environ.get("PYTHONPATH")) if p))
     cmd = [sys.executable, "-m", "cptcore", "train", str(run.config_path.resolve()), "--run-id", run.id,
@@ -161,11 +161,12 @@ def resume(run: Run) -> tuple[Run, list[str]]:
         bad.rename(bad.with_name(f"corrupt-{bad.name}-{int(time.time())}"))
     cfg = run.config()
     if cfg.train.resume_from != "last":
-        cfg.with_overrides({"train.resume_from": "last"}).save(run.config_path)
+        cfg = cfg.with_overrides({"train.resume_from": "last"})
+        cfg.save(run.config_path)
     stop_request_path(run).unlink(missing_ok=True)
     run.write_status("queued", stop_requested=None, previous_error=st.get("error"), error=None,
                      resumed_from=ckpt.name if ckpt else None, log_tail=None, ended=None, result=None)
-    spawn(run, cwd=read_json(run.launcher_path).get("cwd"))
+    spawn(run, cwd=read_json(run.launcher_path).get("cwd"), cfg=cfg)
     return run, [f"{c.name}: {why}" for c, why in skipped]
 
 
