@@ -87,3 +87,25 @@ print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout.strip().splitlines()[-1]) == []
+
+
+def test_launch_and_data_pages_count_tokens_without_torch(tmp_path):
+    """Token counting for the budget table and the Data page reads tokenizer.json only (cptcore/tokenizer.py)."""
+    code = f"""
+import json, os, sys
+os.environ["CPT_HOME"] = {str(tmp_path)!r}
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=60).run()
+at.switch_page("pages/1_Launch.py").run()
+at.selectbox(key="launch_recipe").set_value("smoke.yaml").run()
+assert not at.exception, at.exception
+passes = [d.value for d in at.dataframe if "passes" in d.value.columns][0]["passes"]
+assert passes.notna().all(), passes  # counted: the tiny model's tokenizer is on disk
+at.switch_page("pages/4_Data.py").run()
+at.text_input(key="data_model").set_value("tiny-random-llama").run()
+assert not at.exception and at.metric[2].value != "—", at.metric[2].value
+print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert json.loads(p.stdout.strip().splitlines()[-1]) == []
