@@ -112,10 +112,6 @@ class Plan:
         n = max(1, self.sequences)
         return {r: sum(s.shares[r] * s.sequences for s in self.stages) / n for r in ROLES}
 
-    def stage_at(self, step: int) -> Stage:
-        """The stage that trains optimizer step `step` (1-based; step 0 belongs to the first stage)."""
-        return next((s for s in reversed(self.stages) if s.first_step < max(step, 1)), self.stages[0])
-
     def to_dict(self) -> dict:
         return {"steps": self.steps, "sequences": self.sequences, "seq_len": self.seq_len,
                 "seqs_per_step": self.seqs_per_step, "processes": self.processes,
