@@ -53,3 +53,14 @@ def test_runs_table_reports_progress_gain_and_if_change(tmp_path):
     assert table.loc[done.id, "warnings"] == 1 and table.loc[done.id, "mix"] == "85/10/5"
     assert table.loc[empty.id, "status"] == "queued" and table.loc[empty.id, "progress"] == 0
     assert pd.isna(table.loc[empty.id, "domain gain"])
+
+
+def test_a_staged_run_shows_the_mix_its_plan_trains_not_the_config_mix(tmp_path):
+    from cptcore.plan import plan
+
+    run = make_run(tmp_path, "pit", steps=10, recipe="pit")
+    assert run_row(run, metrics=False)["mix"]["instruct"] == pytest.approx(0.05)  # no data built yet: the config
+    planned = plan(run.config())
+    run.write_manifest({"plan": planned.to_dict()})
+    row = run_row(run, metrics=False)
+    assert row["mix"] == pytest.approx(planned.requested) and row["mix"]["instruct"] > 0.2  # the QA stage counts

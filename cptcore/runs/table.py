@@ -15,24 +15,21 @@ HOME_COLUMNS = ("run", "name", "status", "progress", "step", "max_steps", "token
                 "created")
 
 
-def _recipe(value) -> str:
-    """A config's recipe (a name, or a section with a name) as table text; '' for plain CPT."""
-    if isinstance(value, dict):
-        value = value.get("name") or value.get("kind") or ""
-    return "" if value in (None, "none") else str(value)
-
-
 def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
     """Status, progress, config summary, tags and note of a run; with metrics, also tokens seen, the last value
-    of every metric, the domain gain and IF change against step 0, and the warning count."""
+    of every metric, the domain gain and IF change against step 0, and the warning count.
+
+    mix: the whole run's planned token shares (every stage) from the plan in its manifest; the config's mix
+    until the run has built its data."""
     st, cfg, meta = run.status(), run.config_dict(), run.meta()
-    model, mix, tr = cfg.get("model") or {}, cfg.get("mix") or {}, cfg.get("train") or {}
+    model, tr = cfg.get("model") or {}, cfg.get("train") or {}
+    mix = (run.manifest().get("plan") or {}).get("requested") or cfg.get("mix") or {}
     max_steps = st.get("max_steps") or tr.get("max_steps")
     row = {
         "id": run.id, "name": cfg.get("name", run.id), "group": meta.get("group"),
         "status": st.get("status", "unknown"),
         "step": st.get("step"), "max_steps": max_steps, "model": model.get("name", "?"), "kind": model.get("kind", ""),
-        "recipe": _recipe(cfg.get("recipe")), "method": tr.get("method", ""),
+        "recipe": str(cfg.get("recipe") or ""), "method": tr.get("method", ""),
         "mix": {r: mix.get(r) for r in ROLES}, "lr": tr.get("lr"), "attempt": st.get("attempt"),
         "created": st.get("created"), "started": st.get("started"), "ended": st.get("ended"),
         "error": st.get("error"), "tags": list(meta.get("tags", [])), "note": meta.get("note", ""),
@@ -70,7 +67,7 @@ def runs_table(runs: list[Run]):
         return pd.DataFrame(columns=list(HOME_COLUMNS))
     for r in rows:
         r["run"] = r["id"]
-        r["mix"] = "/".join(f"{100 * float(r['mix'].get(k) or 0):g}" for k in ROLES)
+        r["mix"] = "/".join(f"{round(100 * float(r['mix'].get(k) or 0), 1):g}" for k in ROLES)
         r["tags"] = ", ".join(map(str, r["tags"]))
         r["error"], r["group"] = r["error"] or "", r["group"] or ""
     frame = pd.DataFrame(rows, columns=list(HOME_COLUMNS))
