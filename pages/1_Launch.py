@@ -185,15 +185,15 @@ with t1:
 
 counter = counter_for(cfg)  # the tokenizer only (no torch); counts cached per source and tokenizer
 try:
-    plan = make_plan(cfg)
-    if counter is not None:
+    try:
         with st.spinner("Counting tokens with the model's tokenizer..."):
             plan = make_plan(cfg, count=counter)
+    except DataError as e:  # a source that cannot be read: say so, and show the plan without counts
+        st.error(f"Data problem: {e}")
+        plan = make_plan(cfg)
 except ConfigError as e:
     st.error(f"Invalid settings: {e}")
     st.stop()
-except DataError as e:
-    st.error(f"Data problem: {e}")
 
 st.subheader("Token budget (the plan)")
 if counter is None:

@@ -321,3 +321,12 @@ def test_mitigation_settings_load_from_a_recipe_and_reach_the_launched_config(no
     assert not at.exception
     cfg = list_runs(home())[0].config()
     assert cfg.ewc.enabled and cfg.progressive.enabled and cfg.long_context.yarn_factor == 2.0
+
+
+def test_an_unreadable_source_is_named_and_the_plan_still_shows():
+    at = smoke_form()
+    at.text_input(key="data.domain").set_value("/nowhere/docs.jsonl").run()
+    assert not at.exception
+    assert "Data problem: /nowhere/docs.jsonl: file not found" in texts(at)
+    table = frame_with(at, "tokens trained")
+    assert table["passes"].isna().all() and table["tokens trained"].sum() > 0  # uncounted, but planned
