@@ -144,14 +144,12 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
             t["tokens_trained"] += seqs * seq_len
             t["loss_tokens_trained"] = None if loss is None else t["loss_tokens_trained"] + loss
             t["available"].add(packer.tokens_per_pass)
-        stages.append(s.to_dict() | {"roles": per_role})
+        stages.append({"index": s.index, "name": s.name, "roles": per_role})
     for t in totals.values():  # passes of the whole run where every stage packs the same amount of data
         avail = t.pop("available") - {None}
         t["tokens_available"] = avail.pop() if len(avail) == 1 else None
         t["passes"] = round(t["tokens_trained"] / t["tokens_available"], 4) if t["tokens_available"] else None
-    out = {"seq_len": seq_len, "sequences": plan.sequences, "requested": plan.requested, "roles": totals,
-           "online": plan.online, "progressive": any(s.targets.ndim == 2 for s in plan.stages),
-           "stages": stages, "plan": plan.to_dict()}
+    out = {"roles": totals, "stages": stages, "plan": plan.to_dict()}  # shares, steps, LRs: in the plan
     if not plan.online:
         out["realized"] = data.realized_shares(len(data))
     return out
