@@ -2,6 +2,13 @@
 
 The loss is computed here (not by the model) so each sequence's loss can be credited to its role on the
 very steps that trained it; the total is normalised exactly like the Trainer's own causal-LM loss.
+
+The mix within the current stage, in two units, every logging step and per role:
+    mix/<role>                   realized share of the input tokens trained (exact: sequences of seq_len)
+    mix/requested/<role>         the share of input tokens the scheduler targeted for the same sequences
+    mix_loss/<role>              realized share of the loss tokens (label positions != -100, from the labels)
+    mix_loss/requested/<role>    the targeted share of loss tokens, only where mix.unit=loss_tokens
+The prefix names the unit (mix: input tokens, mix_loss: loss tokens); requested/ is what was asked of it.
 """
 from __future__ import annotations
 
@@ -105,7 +112,7 @@ def make_trainer_class():
 
 
 class MetricStream(TrainerCallback):
-    """Writes train/* and mix/* records at every logging step (main process only)."""
+    """Writes train/*, mix/* and mix_loss/* records at every logging step (main process only)."""
 
     def __init__(self, writer: MetricWriter | None, meter: RoleLossMeter, data: MixedData,
                  seqs_per_step: int, tokens_per_step: int):
@@ -145,11 +152,15 @@ class MetricStream(TrainerCallback):
         trained = step * self.seqs_per_step
         stage = self.data.stage_of(trained - 1)
         online = self.data.online is not None
-        requested = self.data.requested_shares(trained, start=stage.first_seq)  # this stage so far
-        for role, share in self.data.realized_shares(trained, start=stage.first_seq).items():
-            if stage.shares.get(role, 0) > 0 or (online and share > 0):  # shares within the current stage
-                w.write(f"mix/{role}", share, step, tokens)
-                w.write(f"mix/requested/{role}", requested[role], step, tokens)
+        for prefix, unit in (("mix", "tokens"), ("mix_loss", "loss_tokens")):  # shares within the current stage
+            realized = self.data.realized_shares(trained, start=stage.first_seq, unit=unit)
+            targeted = unit == "tokens" or stage.unit == unit
+            requested = self.data.requested_shares(trained, start=stage.first_seq, unit=unit) if targeted else {}
+            for role, share in realized.items():
+                if stage.shares.get(role, 0) > 0 or (online and share > 0):
+                    w.write(f"{prefix}/{role}", share, step, tokens)
+                    if targeted:
+                        w.write(f"{prefix}/requested/{role}", requested[role], step, tokens)
         self._last_step, self._busy = step, 0.0
 
 
@@ -170,11 +181,11 @@ class StageCallback(TrainerCallback):
     def _event(self, stage: dict, step: int) -> None:
         if self.writer is None:
             return
-        mix = ", ".join(f"{r} {100 * v:g}%" for r, v in stage.shares.items() if v > 0)
         self.writer.event("event/stage", f"stage {stage.index + 1}/{len(self.stages)} {stage.name}: "
-                          f"{stage.steps} steps, lr {stage.lr:g}, mix {mix}", step, step * self.tokens_per_step,
-                          stage=stage.name, index=stage.index, steps=stage.steps, shares=stage.shares,
-                          lr=stage.lr, loss_on=stage.loss_on)
+                          f"{stage.steps} steps, lr {stage.lr:g}, mix {stage.mix_text()}", step,
+                          step * self.tokens_per_step, stage=stage.name, index=stage.index, steps=stage.steps,
+                          shares=stage.shares, loss_shares=stage.loss_shares, unit=stage.unit, lr=stage.lr,
+                          loss_on=stage.loss_on)
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.global_step == 0 and self.stages:
@@ -205,36 +216,36 @@ class TappedWriter(MetricWriter):
 
 class DynamicMixer:
     """Raises the replay share when general text gets worse (replay_ppl) and the instruct share when IFEval
-    drops, by dynamic_mix.step per evaluation within bounds; steps back once the signal recovers."""
+    drops, by dynamic_mix.step per evaluation within bounds; steps back once the signal recovers. "Worse" is
+    the warnings' rule: a significant paired decline from step 0 of at least the threshold."""
 
     SIGNALS = {"eval/replay_ppl": "replay", "eval/if_prompt_strict": "instruct"}
 
-    def __init__(self, cfg, data: MixedData, writer: MetricWriter, seqs_per_step: int, tokens_per_step: int,
-                 baseline: dict[str, float] | None = None):
+    def __init__(self, cfg, data: MixedData, writer: MetricWriter, seqs_per_step: int, tokens_per_step: int):
         self.cfg, self.data, self.writer = cfg, data, writer
         self.seqs_per_step, self.tokens_per_step = seqs_per_step, tokens_per_step
-        self.baseline = dict(baseline or {})
         self.bounds = {"replay": cfg.max_replay, "instruct": cfg.max_instruct}
 
-    def decline(self, name: str, value: float) -> tuple[bool, str]:
-        base = self.baseline[name]
-        if name == "eval/replay_ppl":
-            from .evaluate.stats import loss_rise_pct
+    def decline(self, name: str, rec: dict) -> tuple[bool, str]:
+        """The warnings' rule (evaluate.stats.decline): a paired, significant decline of at least the threshold."""
+        from .evaluate.stats import decline
 
-            rise = loss_rise_pct(value, base)
-            return rise > self.cfg.general_loss_pct, (f"general loss {rise:+.1f}% vs step 0 (threshold "
-                                                      f"dynamic_mix.general_loss_pct={self.cfg.general_loss_pct:g}%)")
-        drop = base - value
-        return drop > self.cfg.if_drop_points, (f"IFEval prompt strict {-drop:+.1f} points vs step 0 (threshold "
-                                                f"dynamic_mix.if_drop_points={self.cfg.if_drop_points:g})")
+        if name == "eval/replay_ppl":
+            key, threshold, unit = "general_loss_pct", self.cfg.general_loss_pct, "% of the general loss"
+        else:
+            key, threshold, unit = "if_drop_points", self.cfg.if_drop_points, " IFEval points"
+        worse, size = decline(name, rec, threshold)
+        ci = (f", paired 95% CI of the change {rec['delta_ci_low']:+.3g} .. {rec['delta_ci_high']:+.3g}"
+              if rec.get("delta_ci_low") is not None else "")
+        return worse, (f"{'worse' if worse else 'not significantly worse'} by {size or 0:.3g}{unit} vs step 0"
+                       f"{ci} (threshold dynamic_mix.{key}={threshold:g})")
 
     def __call__(self, rec: dict) -> None:
         name, value = rec.get("name"), rec.get("value")
         if name not in self.SIGNALS or value is None:
             return
         step = int(rec["step"])
-        if step == 0 or name not in self.baseline:
-            self.baseline.setdefault(name, value)
+        if step == 0:
             return
         role = self.SIGNALS[name]
         online = self.data.online
@@ -242,7 +253,7 @@ class DynamicMixer:
         shares = online.current_shares(nxt)
         shift = online.shift[role]
         base = shares[role] - min(shift, shares[role])
-        worse, why = self.decline(name, value)
+        worse, why = self.decline(name, rec)
         if worse:
             new = min(shift + self.cfg.step, max(0.0, self.bounds[role] - base), shift + shares["domain"])
         else:
@@ -254,5 +265,6 @@ class DynamicMixer:
         verb = "raised" if new > shift else "lowered"
         self.writer.event("event/mix_change", f"{role} share {verb} {shares[role]:.2f} -> {after[role]:.2f}: {why}",
                           step, step * self.tokens_per_step, role=role, share_from=shares[role],
-                          share_to=after[role], shares=after, metric=name, baseline=self.baseline[name],
-                          value_now=value)
+                          share_to=after[role], shares=after, metric=name, value_now=value,
+                          delta=rec.get("delta"), delta_ci_low=rec.get("delta_ci_low"),
+                          delta_ci_high=rec.get("delta_ci_high"))

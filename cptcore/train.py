@@ -10,6 +10,7 @@ import time
 import traceback
 
 from .config import RunConfig
+from .data.leaks import check_leaks
 from .plan import plan as make_plan
 from .runs import Run
 
@@ -164,11 +165,7 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     callbacks = [StageCallback(plan.stages, writer, tokens_per_step),
                  MetricStream(writer, meter, data, seqs_per_step, tokens_per_step)]
     if cfg.dynamic_mix.enabled and writer is not None:  # evaluations written to the stream steer the mix
-        from .runs.metrics import baseline as step0
-
-        baseline = {k: v for k, v in step0(run.read_metrics()).items() if k in DynamicMixer.SIGNALS}
-        writer.listeners.append(DynamicMixer(cfg.dynamic_mix, data, writer, seqs_per_step, tokens_per_step,
-                                             baseline))
+        writer.listeners.append(DynamicMixer(cfg.dynamic_mix, data, writer, seqs_per_step, tokens_per_step))
     ewc = None
     if cfg.ewc.enabled:
         from .ewc import build_ewc
@@ -220,6 +217,7 @@ def train_run(run: Run, cfg: RunConfig | None = None, progress: bool = True) -> 
         run.write_status("running", pid=os.getpid(), attempt=attempt, max_steps=plan.steps,
                          started=time.time(), error=None)
     try:
+        check_leaks(cfg, plan)  # before any data is built: the status records the refusal
         result = train(cfg, run, progress=progress, attempt=attempt, plan=plan)
     except KeyboardInterrupt:
         if main:

@@ -10,7 +10,8 @@ from cptcore.train import train_run
 
 
 def scripted_evaluations(script: dict[int, float], name: str = "eval/replay_ppl"):
-    """An EvalCallback stand-in that writes a chosen replay perplexity at chosen steps, like the real one."""
+    """An EvalCallback stand-in that writes a chosen replay perplexity at chosen steps, like the real one,
+    with a narrow paired CI of the change (a clear, significant change unless the value is unchanged)."""
 
     class Scripted(TrainerCallback):
         def __init__(self, cfg, run, writer, tokenizer, tokens_per_step):
@@ -21,7 +22,10 @@ def scripted_evaluations(script: dict[int, float], name: str = "eval/replay_ppl"
 
         def on_step_end(self, args, state, control, **kw):
             if state.global_step in script:
-                self.writer.write(name, script[state.global_step], state.global_step, state.global_step * self.tps)
+                v = script[state.global_step]
+                d = v - script[0]
+                self.writer.write(name, v, state.global_step, state.global_step * self.tps, delta=d,
+                                  delta_ci_low=d - 0.1 * abs(d), delta_ci_high=d + 0.1 * abs(d), delta_n=8)
 
     return Scripted
 

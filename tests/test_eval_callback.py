@@ -6,7 +6,6 @@ import pytest
 
 from cptcore.config import ModelConfig, RunConfig
 from cptcore.evaluate.callback import EvalCallback
-from cptcore.evaluate.stats import Score
 from cptcore.models import load_model
 from cptcore.runs import Run
 from cptcore.runs.metrics import MetricWriter
@@ -81,33 +80,48 @@ def test_only_the_main_process_evaluates(tmp_path, tiny, heldout):
     assert records(run) == []
 
 
-def fake_suite(values_by_step, fail=()):
-    """Suite.run stand-in returning constructed scores, so breaches are exact."""
+def score_of(metric, items):
+    """A Score built by the evaluators' own constructors from per-item values (so it can be paired)."""
+    from cptcore.evaluate.stats import mean_score, proportion, ratio_score
+
+    ids = list(range(len(items)))
+    if metric == "eval/replay_ppl":  # items: per-document mean loss, 10 tokens each
+        return ratio_score(metric, [(10 * x, 10) for x in items], "exp", ids=ids)
+    if metric == "eval/if_prompt_strict":  # items: prompt passed
+        return proportion(metric, items, scale=100, ids=ids)
+    return mean_score(metric, items, ids=ids)
+
+
+def fake_suite(items_by_step, fail=()):
+    """Suite.run stand-in returning scores of given per-item values, so breaches are exact."""
     def run(name, model, tokenizer, round_id=0):
         if name in fail:
             raise RuntimeError("boom")
-        step = fake_suite.step
         metric = {"replay_ppl": "eval/replay_ppl", "ifeval": "eval/if_prompt_strict",
                   "coherence": "eval/coherence_distinct2"}[name]
-        v = values_by_step[step][metric]
-        return [Score(metric, v, 25, v, v)], [{"id": 0}]
+        return [score_of(metric, items_by_step[fake_suite.step][metric])], [{"id": 0}]
     return run
 
 
-@pytest.mark.parametrize("metric, base, now, fires", [
-    ("eval/replay_ppl", 10.0, 10.5, False),   # ln 10 = 2.303 -> 2.351: +2.1% loss
-    ("eval/replay_ppl", 10.0, 11.0, True),    # -> 2.398: +4.1% loss > 3%
-    ("eval/if_prompt_strict", 40.0, 38.5, False),
-    ("eval/if_prompt_strict", 40.0, 36.0, True),
-    ("eval/coherence_distinct2", 0.90, 0.85, False),
-    ("eval/coherence_distinct2", 0.90, 0.70, True),
+LOSS = [2.0 + 0.05 * i for i in range(20)]   # 20 documents' mean losses
+PASS = [True] * 20 + [False] * 30            # 50 prompts, 40% pass
+D2 = [0.8 + 0.01 * i for i in range(20)]     # 20 responses' distinct-2
+
+
+@pytest.mark.parametrize("metric, now, fires", [
+    ("eval/replay_ppl", [x * 1.021 for x in LOSS], False),        # every document +2.1% loss: below 3%
+    ("eval/replay_ppl", [x * 1.041 for x in LOSS], True),         # +4.1% on every document
+    ("eval/replay_ppl", [LOSS[0] * 1.6] + LOSS[1:], False),       # one document much worse: not significant
+    ("eval/if_prompt_strict", [False] + PASS[1:], False),         # one flipped prompt: -2 points, noise
+    ("eval/if_prompt_strict", [False] * 5 + PASS[5:], True),      # 5 of 20 passing prompts now fail: -10
+    ("eval/coherence_distinct2", [x - 0.05 for x in D2], False),  # significant but below the 0.10 threshold
+    ("eval/coherence_distinct2", [x - 0.2 for x in D2], True),
 ])
-def test_warnings_fire_on_a_breach_of_the_step0_baseline(tmp_path, tiny, metric, base, now, fires):
+def test_warnings_fire_only_on_a_significant_paired_decline_beyond_the_threshold(tmp_path, tiny, metric, now, fires):
     cb, run = make_callback(tmp_path, tiny, ["replay_ppl", "ifeval", "coherence"])
-    values = {0: {"eval/replay_ppl": 10.0, "eval/if_prompt_strict": 40.0, "eval/coherence_distinct2": 0.9}}
-    values[2] = dict(values[0]) | {metric: now}
-    values[0][metric] = base
-    cb.suite.run = fake_suite(values)
+    items = {0: {"eval/replay_ppl": LOSS, "eval/if_prompt_strict": PASS, "eval/coherence_distinct2": D2}}
+    items[2] = dict(items[0]) | {metric: now}
+    cb.suite.run = fake_suite(items)
     fake_suite.step = 0
     cb.on_train_begin(None, state(0), control(), model=tiny[0])
     fake_suite.step = 2
@@ -115,19 +129,23 @@ def test_warnings_fire_on_a_breach_of_the_step0_baseline(tmp_path, tiny, metric,
     cb.evaluate(tiny[0], 2, ["replay_ppl", "ifeval", "coherence"], ctl)
     warnings = [r for r in run.read_metrics() if r["name"] == "event/warning"]
     assert len(warnings) == int(fires)
+    rec = next(r for r in records(run) if r["name"] == metric and r["step"] == 2)
+    assert rec["delta_ci_low"] <= rec["delta"] <= rec["delta_ci_high"] and rec["delta_n"] == len(now)
     if fires:
         w = warnings[0]
-        assert (w["metric"], w["baseline"], w["value_now"], w["step"]) == (metric, base, now, 2)
-        assert w["message"] and ctl.should_training_stop is False  # warn only, by default
+        base = score_of(metric, items[0][metric]).value
+        assert (w["metric"], w["step"]) == (metric, 2)
+        assert w["baseline"] == pytest.approx(base) and w["value_now"] == pytest.approx(rec["value"])
+        assert "paired 95% CI" in w["message"] and ctl.should_training_stop is False  # warn only, by default
 
 
 def test_stop_on_warning_stops_and_names_the_last_good_checkpoint(tmp_path, tiny):
     cb, run = make_callback(tmp_path, tiny, ["ifeval"], stop_on_warning=True)
     for s in (2, 4):
         (run.checkpoints_dir / f"checkpoint-{s}").mkdir(parents=True)
-    values = {0: {"eval/if_prompt_strict": 40.0}, 2: {"eval/if_prompt_strict": 40.0},
-              4: {"eval/if_prompt_strict": 20.0}}
-    cb.suite.run = fake_suite(values)
+    items = {0: {"eval/if_prompt_strict": PASS}, 2: {"eval/if_prompt_strict": PASS},
+             4: {"eval/if_prompt_strict": [False] * 50}}
+    cb.suite.run = fake_suite(items)
     for step in (0, 2, 4):
         fake_suite.step = step
         ctl = control()
@@ -140,7 +158,7 @@ def test_stop_on_warning_stops_and_names_the_last_good_checkpoint(tmp_path, tiny
 
 def test_a_failing_evaluator_is_an_event_not_a_crash(tmp_path, tiny):
     cb, run = make_callback(tmp_path, tiny, ["replay_ppl", "ifeval"])
-    cb.suite.run = fake_suite({0: {"eval/if_prompt_strict": 30.0}}, fail=("replay_ppl",))
+    cb.suite.run = fake_suite({0: {"eval/if_prompt_strict": PASS}}, fail=("replay_ppl",))
     fake_suite.step = 0
     cb.on_train_begin(None, state(0), control(), model=tiny[0])
     names = [r["name"] for r in run.read_metrics()]
@@ -156,12 +174,21 @@ def test_missing_heldout_data_during_training_is_recorded(tmp_path, tiny):
     assert "absent.jsonl" in err["message"]
 
 
-def test_resumed_run_takes_its_baseline_from_the_stream(tmp_path, tiny):
+def test_resumed_run_pairs_with_the_step0_items_on_disk(tmp_path, tiny):
     cb, run = make_callback(tmp_path, tiny, ["ifeval"])
-    cb.writer.write("eval/if_prompt_strict", 40.0, 0, 0, n=25)
-    cb.on_train_begin(None, state(6), control(), model=tiny[0])
-    assert cb.baseline == {"eval/if_prompt_strict": 40.0}
-    assert records(run) and all(r["step"] == 0 for r in records(run))  # nothing re-evaluated at resume
+    cb.suite.run = fake_suite({0: {"eval/if_prompt_strict": PASS}, 8: {"eval/if_prompt_strict": [False] * 50}})
+    fake_suite.step = 0
+    cb.on_train_begin(None, state(0), control(), model=tiny[0])
+    resumed, _ = make_callback(tmp_path / "other", tiny, ["ifeval"])
+    resumed.run, resumed.writer = run, cb.writer  # a new process on the same run
+    resumed.suite.run = cb.suite.run
+    resumed.on_train_begin(None, state(6), control(), model=tiny[0])
+    assert set(resumed.baseline) == {"eval/if_prompt_strict"}
+    assert all(r["step"] == 0 for r in records(run))  # nothing re-evaluated at resume
+    fake_suite.step = 8
+    resumed.evaluate(tiny[0], 8, ["ifeval"])
+    last = records(run)[-1]
+    assert last["step"] == 8 and last["delta"] == pytest.approx(-40.0) and last["delta_ci_high"] < 0
 
 
 def test_training_run_holds_step0_and_final_evaluations(tiny_cfg, tmp_path):

@@ -112,15 +112,25 @@ class DataConfig(_Section):
 
 
 class MixConfig(_Section):
-    """Each role's share of trained *tokens* (not rows: documents differ in length)."""
-    domain: float = Field(0.85, ge=0, le=1, description="Share of new domain text.")
+    """Each role's share of the trained tokens in `unit` (not rows: documents differ in length): input tokens
+    (every token the model reads) or loss tokens (the tokens that carry loss; chat data trains on assistant
+    tokens only, so a share of input tokens is a smaller share of the loss)."""
+    domain: float = Field(0.85, ge=0, le=1, description="Share of new domain text (in mix.unit).")
     replay: float = Field(
         0.10, ge=0, le=1,
-        description="Share of general text replayed to limit forgetting: 5-10% for a mild domain shift, "
-        "up to 25% for a strong one (Ibrahim et al. 2024); small models need more.",
+        description="Share of general text replayed to limit forgetting (in mix.unit): 5-10% of input tokens "
+        "for a mild domain shift, up to 25% for a strong one (Ibrahim et al. 2024); small models need more.",
     )
     instruct: float = Field(
-        0.05, ge=0, le=1, description="Share of instruction data that keeps chat behaviour (1-5% is typical)."
+        0.05, ge=0, le=1, description="Share of instruction data that keeps chat behaviour (in mix.unit; 1-5% "
+        "of input tokens is typical). Chat data carries loss on assistant tokens only.",
+    )
+    unit: Literal["tokens", "loss_tokens"] = Field(
+        "tokens", description="What the shares count. tokens (default): input tokens, the unit of the compute "
+        "budget and of the published replay ratios; raw documents carry loss on every token, so for them both "
+        "units agree. loss_tokens: tokens that carry loss; each role's input share is then set from its "
+        "sources' loss fraction (e.g. 30% of the loss on QA whose answers are 12% of its tokens takes most of "
+        "the input). One unit per run: stage mixes follow it; dynamic mixing moves input-token shares.",
     )
 
     @model_validator(mode="after")
@@ -151,7 +161,7 @@ class MixConfig(_Section):
         else:
             free = {r: v / free_total * room for r, v in free.items()}
         try:
-            return MixConfig(**(free | fixed))
+            return MixConfig(**(free | fixed), unit=self.unit)
         except ValueError as e:
             raise ConfigError(str(e).splitlines()[-1]) from None
 
@@ -220,7 +230,7 @@ class LoraConfig(_Section):
     )
 
 
-EVALUATORS = ("domain_ppl", "replay_ppl", "knowledge_qa", "ifeval", "coherence")
+EVALUATORS = ("domain_ppl", "replay_ppl", "knowledge_mc", "general_kl", "knowledge_qa", "ifeval", "coherence")
 GENERATION_EVALUATORS = ("knowledge_qa", "ifeval", "coherence")  # slow: run every generate_every-th evaluation
 
 
@@ -237,9 +247,16 @@ def evaluator_names(v: str | list[str]) -> list[str]:
 class EvalConfig(_Section):
     """What to evaluate during training, and how often. Every run evaluates its starting model at step 0."""
     evaluators: list[str] = Field(
-        default_factory=lambda: ["domain_ppl", "replay_ppl"],
-        description="Evaluators run at step 0, during training and at the end: domain_ppl, replay_ppl (cheap), "
-        "knowledge_qa, ifeval, coherence (generate text: slower).",
+        default_factory=lambda: ["domain_ppl", "replay_ppl", "knowledge_mc", "general_kl"],
+        description="Evaluators run at step 0, during training and at the end. Forward passes only (cheap): "
+        "domain_ppl, replay_ppl, knowledge_mc (multiple-choice accuracy on held-out questions), general_kl "
+        "(KL from the starting model on general text and chat). Generate text (slower): knowledge_qa, ifeval, "
+        "coherence.",
+    )
+    seed: int = Field(
+        0, description="Seed of the evaluation samples (stratified over entity type and attribute, topic or "
+        "document) and of the multiple-choice distractors. Keep it fixed across runs you compare: the same "
+        "seed and sizes give the same items, so differences are paired.",
     )
     every_steps: int = Field(25, gt=0, description="Run cheap evaluators (perplexities) every N steps.")
     generate_every: int = Field(
@@ -247,7 +264,13 @@ class EvalConfig(_Section):
         "evaluation; always at step 0 and at the end.",
     )
     max_docs: int = Field(32, gt=0, description="Held-out documents per perplexity evaluation.")
-    qa_limit: int = Field(32, gt=0, description="Closed-book questions per knowledge_qa evaluation.")
+    qa_limit: int = Field(
+        32, gt=0, description="Held-out closed-book questions per knowledge_mc / knowledge_qa evaluation (only "
+        "questions about entities whose documents the run trains on, when both name entities).")
+    qa_mc_distractors: int = Field(
+        4, ge=1, le=50, description="Wrong answers ranked against the gold one in knowledge_mc: answers of the "
+        "same attribute from other entities (chance = 1 / (distractors + 1)). More distractors: a finer score "
+        "at the cost of more forward passes.")
     ifeval_limit: int = Field(
         25, gt=0, description="IFEval prompts per evaluation (the bundled suite's first 25 cover all 25 "
         "instruction types; google/IFEval has 541). The 95% CI on 25 prompts is about +-18 points.",
@@ -267,6 +290,13 @@ class EvalConfig(_Section):
         default_factory=lambda: SourceConfig(path="builtin:knowledge_qa_test"),
         description="Closed-book questions (fields question, answer) about documents the run trains on.",
     )
+    instruct_heldout: SourceConfig = Field(
+        default_factory=lambda: SourceConfig(path="builtin:instruct_heldout"),
+        description="Held-out conversations for general_kl (assistant tokens are scored; never trained on).",
+    )
+    kl_top_k: int = Field(
+        32, ge=1, le=1024, description="general_kl keeps the starting model's top-k next-token log-probs per "
+        "position (the rest is one bucket): a lower bound of the full KL, exact as k reaches the vocabulary.")
     ifeval_source: Literal["bundled", "google"] = Field(
         "bundled", description="bundled: the offline suite shipped with CPT Studio (75 prompts, all 25 "
         "instruction types). google: google/IFEval from the hub (541 prompts; needs network).",
@@ -293,7 +323,7 @@ class EvalConfig(_Section):
     def _known_evaluators(cls, v: Any) -> Any:
         return evaluator_names(v) if isinstance(v, (str, list)) else v
 
-    @field_validator("domain_heldout", "replay_heldout", "qa_source", mode="before")
+    @field_validator("domain_heldout", "replay_heldout", "qa_source", "instruct_heldout", mode="before")
     @classmethod
     def _path_as_source(cls, v: Any) -> Any:
         return as_source(v)

@@ -1,17 +1,26 @@
 """EvalCallback: evaluations inside a training run, from the step-0 baseline to the end.
 
-Schedule: every configured evaluator at step 0 (before the first step) and at the end; perplexities every
-eval.every_steps; generation-based evaluators every eval.generate_every-th evaluation. Runs on the main
-process only. Each score goes to the metric stream with its n and 95% CI, per-item rows to run.dir/eval/.
-Warning signs are compared with the step-0 baseline; a failing evaluator is an event, not a crash.
+Schedule: every configured evaluator at step 0 (before the first step) and at the end; forward-pass evaluators
+every eval.every_steps; generation-based evaluators every eval.generate_every-th evaluation. Runs on the main
+process only. Each score goes to the metric stream with its n and 95% CI, per-item rows and per-item scores
+to run.dir/eval/. Every record after step 0 also carries its *paired* change from step 0 on the same items
+(`delta`, `delta_ci_low`, `delta_ci_high`, `delta_n`: 95% paired percentile bootstrap, stats.paired_change).
+Warnings fire on a real decline only (stats.decline); a failing evaluator is an event, not a crash.
 """
 from __future__ import annotations
 
 from transformers import TrainerCallback
 
 from ..config import GENERATION_EVALUATORS, RunConfig
-from .stats import loss_rise_pct
-from .suite import Suite, items_path, write_items
+from .stats import decline, paired_change
+from .suite import Suite, items_path, load_scores, scores_path, write_items, write_scores
+
+# metric -> (threshold field of EvalConfig, what the warning calls it, unit of the threshold)
+WARN_RULES = {
+    "eval/replay_ppl": ("warn_general_loss_pct", "general (replay) loss", "% of ln(ppl)"),
+    "eval/if_prompt_strict": ("warn_if_drop_points", "IFEval prompt-level strict", "points"),
+    "eval/coherence_distinct2": ("warn_distinct2_drop", "coherence (distinct-2)", ""),
+}
 
 
 class EvalCallback(TrainerCallback):
@@ -20,9 +29,9 @@ class EvalCallback(TrainerCallback):
     def __init__(self, cfg: RunConfig, run, writer, tokenizer, tokens_per_step: int):
         self.cfg, self.ecfg, self.run, self.writer = cfg, cfg.eval, run, writer
         self.tokenizer, self.tokens_per_step = tokenizer, tokens_per_step
-        self.suite = Suite(cfg)
+        self.suite = Suite(cfg, reference_path=run.dir / "eval" / "general_kl_reference.pt")
         self.names = list(cfg.eval.evaluators)
-        self.baseline: dict[str, float] = {}
+        self.baseline: dict[str, tuple[dict, str]] = {}  # metric -> step-0 (items, kind), for paired changes
         self.done: dict[int, set[str]] = {}
         self.last_ok_step = 0
         self._round = 0
@@ -33,8 +42,8 @@ class EvalCallback(TrainerCallback):
             return
         if state.global_step == 0:
             self.evaluate(model, 0, self.names, control)  # the baseline every later number is compared with
-        else:  # resumed: the baseline is already in the stream
-            self.baseline = self._stream_baseline()
+        else:  # resumed: the step-0 items are on disk
+            self.baseline = load_scores(self.run.dir / "eval", 0)
             self.last_ok_step = state.global_step
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -55,30 +64,38 @@ class EvalCallback(TrainerCallback):
             self.evaluate(model, step, remaining, control)
 
     # --- one evaluation ----------------------------------------------------------------------
-    def evaluate(self, model, step: int, names: list[str], control=None) -> dict[str, float]:
-        """Run `names` now; write scores, per-item rows, errors and warnings. Returns metric -> value."""
+    def evaluate(self, model, step: int, names: list[str], control=None) -> dict[str, dict]:
+        """Run `names` now; write scores (with paired changes), per-item rows, errors and warnings.
+        Returns metric -> the record written."""
         self._round += 1
         tokens = step * self.tokens_per_step
-        values: dict[str, float] = {}
+        written: dict[str, dict] = {}
+        out_dir = self.run.dir / "eval"
         for name in names:
             try:
                 scores, rows = self.suite.run(name, model, self.tokenizer, self._round)
-                write_items(items_path(self.run.dir / "eval", name, step), rows)
+                write_items(items_path(out_dir, name, step), rows)
+                write_scores(scores_path(out_dir, name, step), scores)
             except Exception as e:  # noqa: BLE001 - an evaluator must never kill the training run
                 self.writer.event("event/eval_error", f"{name} failed at step {step}: {type(e).__name__}: {e}",
                                   step, tokens, evaluator=name)
                 continue
             for s in scores:
-                self.writer.write(s.name, s.value, step, tokens, n=s.n, ci_low=s.ci_low, ci_high=s.ci_high,
-                                  evaluator=name, **s.extra)
-                values[s.name] = s.value
+                extra = dict(s.extra)
+                if step == 0:
+                    self.baseline[s.name] = (s.items, s.kind)
+                elif s.name in self.baseline:
+                    extra.update(paired_change(s.items, *self.baseline[s.name]) or {})
+                written[s.name] = self.writer.write(s.name, s.value, step, tokens, n=s.n, ci_low=s.ci_low,
+                                                    ci_high=s.ci_high, evaluator=name, **extra)
         self.done.setdefault(step, set()).update(names)
         if step == 0:
-            self.baseline.update(values)
-            return values
-        breaches = self.breaches(values)
-        for metric, base, now, message in breaches:
-            extra = {"metric": metric, "baseline": base, "value_now": now, "last_ok_step": self.last_ok_step}
+            return written
+        breaches = self.breaches(written)
+        for metric, rec, message in breaches:
+            extra = {"metric": metric, "baseline": rec["value"] - rec["delta"], "value_now": rec["value"],
+                     "delta": rec["delta"], "delta_ci_low": rec["delta_ci_low"],
+                     "delta_ci_high": rec["delta_ci_high"], "last_ok_step": self.last_ok_step}
             if self.ecfg.stop_on_warning and control is not None:
                 control.should_training_stop = True
                 keep = self._checkpoint_at_or_before(self.last_ok_step)
@@ -88,29 +105,24 @@ class EvalCallback(TrainerCallback):
             self.writer.event("event/warning", message, step, tokens, **extra)
         if not breaches:
             self.last_ok_step = step
-        return values
+        return written
 
-    def breaches(self, values: dict[str, float]) -> list[tuple[str, float, float, str]]:
-        """(metric, baseline, now, message) for each warning sign beyond its threshold."""
-        e, base, out = self.ecfg, self.baseline, []
-        ppl = "eval/replay_ppl"
-        if ppl in values and ppl in base:
-            rise = loss_rise_pct(values[ppl], base[ppl])
-            if rise > e.warn_general_loss_pct:
-                out.append((ppl, base[ppl], values[ppl],
-                            f"general (replay) loss up {rise:.1f}% vs step 0 (ppl {base[ppl]:.2f} -> "
-                            f"{values[ppl]:.2f}; threshold eval.warn_general_loss_pct={e.warn_general_loss_pct:g}%)"))
-        m = "eval/if_prompt_strict"
-        if m in values and m in base and base[m] - values[m] > e.warn_if_drop_points:
-            out.append((m, base[m], values[m],
-                        f"IFEval prompt-level strict down {base[m] - values[m]:.1f} points vs step 0 "
-                        f"({base[m]:.1f} -> {values[m]:.1f}; threshold eval.warn_if_drop_points="
-                        f"{e.warn_if_drop_points:g})"))
-        m = "eval/coherence_distinct2"
-        if m in values and m in base and base[m] - values[m] > e.warn_distinct2_drop:
-            out.append((m, base[m], values[m],
-                        f"coherence down: distinct-2 {base[m]:.3f} -> {values[m]:.3f} vs step 0 "
-                        f"(threshold eval.warn_distinct2_drop={e.warn_distinct2_drop:g})"))
+    def breaches(self, records: dict[str, dict]) -> list[tuple[str, dict, str]]:
+        """(metric, record, message) for each real decline (stats.decline) beyond its threshold."""
+        out = []
+        for metric, (field, label, unit) in WARN_RULES.items():
+            rec = records.get(metric)
+            if rec is None:
+                continue
+            threshold = getattr(self.ecfg, field)
+            fires, size = decline(metric, rec, threshold)
+            if not fires:
+                continue
+            base = rec["value"] - rec["delta"]
+            out.append((metric, rec, f"{label} worse by {size:.3g}{' ' + unit if unit else ''} vs step 0 on the "
+                        f"same {rec['delta_n']} items ({base:.4g} -> {rec['value']:.4g}, paired 95% CI of the "
+                        f"change {rec['delta_ci_low']:+.3g} .. {rec['delta_ci_high']:+.3g}; threshold "
+                        f"eval.{field}={threshold:g})"))
         return out
 
     def _checkpoint_at_or_before(self, step: int) -> str | None:
@@ -118,8 +130,3 @@ class EvalCallback(TrainerCallback):
 
         ok = [p for p in list_checkpoints(self.run.checkpoints_dir) if checkpoint_step(p) <= step]
         return str(ok[-1]) if ok else None
-
-    def _stream_baseline(self) -> dict[str, float]:
-        from ..runs.metrics import baseline
-
-        return baseline(self.run.read_metrics())

@@ -37,7 +37,7 @@ def coherence(responses: list[str], ids: list | None = None) -> tuple[list[Score
         d1, d2, rep = distinct_n(toks, 1), distinct_n(toks, 2), repetition_rate(toks)
         rows.append({"id": i, "response": text, "words": len(toks), "distinct1": short if d1 is None else d1,
                      "distinct2": short if d2 is None else d2, "repetition": rep or 0.0})
-    scores = [mean_score("eval/coherence_distinct2", [r["distinct2"] for r in rows]),
-              mean_score("eval/coherence_distinct1", [r["distinct1"] for r in rows]),
-              mean_score("eval/coherence_repetition", [r["repetition"] for r in rows])]
+    ids = [r["id"] for r in rows]
+    scores = [mean_score(f"eval/coherence_{m}", [r[m] for r in rows], ids=ids, unit="fraction")
+              for m in ("distinct2", "distinct1", "repetition")]
     return scores, rows

@@ -65,10 +65,12 @@ def greedy_config(model, tokenizer, max_new_tokens: int):
 
 
 def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens: int = 96,
-             batch_size: int = 8, token_counts: list[int] | None = None) -> list[str]:
+             batch_size: int = 8, token_counts: list[int] | None = None,
+             ended: list[bool] | None = None) -> list[str]:
     """Greedy responses (new text only, special tokens removed) in the order of `prompts`.
 
-    token_counts, if given, receives each response's generated-token count (up to and including EOS).
+    token_counts, if given, receives each response's generated-token count (up to and including EOS);
+    ended receives whether it stopped at EOS (False: cut at max_new_tokens, the response is truncated).
     """
     import torch
 
@@ -78,6 +80,7 @@ def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens
     order = sorted(range(len(texts)), key=lambda i: (-len(encoded[i]), i))
     out: list[str] = [""] * len(texts)
     counts = [0] * len(texts)
+    stopped = [False] * len(texts)
     gc = greedy_config(model, tokenizer, max_new_tokens)
     device = model_device(model)
     with eval_mode(model), padding_side(tokenizer, "left"):
@@ -89,10 +92,13 @@ def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens
             new_tokens = generated[:, batch["input_ids"].shape[1]:]
             for i, row in zip(idx, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
                 out[i] = row
-            ended = torch.isin(new_tokens, torch.tensor(gc.eos_token_id, device=device))
-            for i, row_ended in zip(idx, ended):
+            eos_hit = torch.isin(new_tokens, torch.tensor(gc.eos_token_id, device=device))
+            for i, row_ended in zip(idx, eos_hit):
                 hits = row_ended.nonzero()
                 counts[i] = int(hits[0]) + 1 if len(hits) else new_tokens.shape[1]
+                stopped[i] = bool(len(hits))
     if token_counts is not None:
         token_counts.extend(counts)
+    if ended is not None:
+        ended.extend(stopped)
     return out

@@ -91,14 +91,18 @@ def aggregate(results: list[dict]) -> list[Score]:
     Prompt-level: Wilson over prompts. Instruction-level: bootstrap over prompts (a prompt's instructions
     are not independent), n = number of instructions.
     """
+    ids = [r.get("id", r.get("key", i)) for i, r in enumerate(results)]
+    cut = [r["truncated"] for r in results if r.get("truncated") is not None]
+    extra = {"unit": "%", **({"truncated_frac": sum(cut) / len(cut)} if cut else {})}
+
     def inst_level(kind: str) -> Score:
         pairs = [(sum(r[kind]), len(r[kind])) for r in results]
-        score = ratio_score(f"eval/if_inst_{kind}", pairs, transform=lambda x: 100 * x, prompts=len(results))
+        score = ratio_score(f"eval/if_inst_{kind}", pairs, "percent", ids=ids, prompts=len(results), **extra)
         score.n = sum(b for _, b in pairs)
         return score
 
-    return [proportion("eval/if_prompt_strict", [r["prompt_strict"] for r in results], scale=100),
-            proportion("eval/if_prompt_loose", [r["prompt_loose"] for r in results], scale=100),
+    return [proportion("eval/if_prompt_strict", [r["prompt_strict"] for r in results], scale=100, ids=ids, **extra),
+            proportion("eval/if_prompt_loose", [r["prompt_loose"] for r in results], scale=100, ids=ids, **extra),
             inst_level("strict"), inst_level("loose")]
 
 
@@ -160,14 +164,16 @@ def score_responses(path: Path) -> tuple[list[dict], list[Score]]:
 # --- the evaluator ---------------------------------------------------------------------------
 def ifeval(model, tokenizer, prompts: list[dict], chat: bool, max_new_tokens: int = 96,
            batch_size: int = 8) -> tuple[list[Score], list[dict]]:
-    """Generate greedy responses to the prompts and score them; per-item rows keep prompt, response, verdicts."""
+    """Generate greedy responses to the prompts and score them; per-item rows keep prompt, response, verdicts
+    and whether the response was cut at max_new_tokens (`truncated`; the scores carry `truncated_frac`)."""
     from .generate import generate
 
+    ended: list[bool] = []
     responses = generate(model, tokenizer, [p["prompt"] for p in prompts], chat=chat,
-                         max_new_tokens=max_new_tokens, batch_size=batch_size)
+                         max_new_tokens=max_new_tokens, batch_size=batch_size, ended=ended)
     rows = []
-    for i, (p, response) in enumerate(zip(prompts, responses)):
+    for i, (p, response, stop) in enumerate(zip(prompts, responses, ended)):
         res = check_response(p, response, where=f"IFEval prompt {p.get('key', i)}: ")
         rows.append({"id": p.get("key", i), "prompt": p["prompt"], "response": response,
-                     "kwargs": p["kwargs"], **res})
+                     "truncated": not stop, "kwargs": p["kwargs"], **res})
     return aggregate(rows), rows

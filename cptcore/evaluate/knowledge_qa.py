@@ -1,7 +1,15 @@
-"""knowledge_qa: closed-book questions about documents the run trained on (questions it never saw).
+"""Closed-book questions about documents the run trained on (questions it never saw).
 
-Exact match and token F1 use SQuAD's answer normalization on the first line of a greedy answer; the mean
-log-probability of the gold answer moves before exact match does on small models (Physics of LMs).
+knowledge_qa generates: exact match and token F1 use SQuAD's answer normalization on the first line of a
+greedy answer; `qa_contains` asks whether the normalized gold answer appears anywhere in the response (the
+"recall" of Jiang et al. 2024: it separates knowing the fact from answering in the bare-answer format).
+
+knowledge_mc only scores (forward passes, cheap enough for every evaluation): the gold answer ranked against
+`eval.qa_mc_distractors` answers of the same attribute taken from other entities, by the mean per-token
+log-probability of each answer after the question in the run's chat format. Per-token, not summed: answers
+of one attribute differ in token count (names split into 2-5 tokens), and a sum would favour the shortest.
+Chance is 1 / (distractors + 1); it is written into the record. Small models learn a fact's ranking long
+before they can produce it (Physics of LMs), so this moves first.
 """
 from __future__ import annotations
 
@@ -10,6 +18,8 @@ import string
 from collections import Counter
 
 from .generate import eval_mode, format_prompt, generate, model_device, padding_side
+import random
+
 from .stats import Score, mean_score, proportion
 
 CHAT_INSTRUCTION = "Answer with only the answer, in a few words."
@@ -36,6 +46,12 @@ def token_f1(prediction: str, gold: str) -> float:
         return 0.0
     precision, recall = common / len(pred), common / len(ref)
     return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(response: str, gold: str) -> bool:
+    """The normalized gold answer appears in the normalized response as whole words."""
+    g = normalize_answer(gold)
+    return bool(g) and f" {g} " in f" {normalize_answer(response)} "
 
 
 def question_prompt(question: str, chat: bool) -> str:
@@ -97,8 +113,61 @@ def knowledge_qa(model, tokenizer, items: list[dict], chat: bool, max_new_tokens
         pred, golds = first_line(response), gold_answers(it)
         rows.append({"id": it.get("id", i), "question": it["question"], "gold": it["answer"], "response": response,
                      "prediction": pred, "em": max(exact_match(pred, g) for g in golds),
-                     "f1": max(token_f1(pred, g) for g in golds), "answer_logprob": lp})
-    scores = [proportion("eval/qa_em", [r["em"] for r in rows]),
-              mean_score("eval/qa_f1", [r["f1"] for r in rows]),
-              mean_score("eval/qa_answer_logprob", [r["answer_logprob"] for r in rows])]
+                     "f1": max(token_f1(pred, g) for g in golds),
+                     "contains": any(contains_answer(response, g) for g in golds), "answer_logprob": lp})
+    ids = [r["id"] for r in rows]
+    scores = [proportion("eval/qa_em", [r["em"] for r in rows], scale=100, ids=ids, unit="%"),
+              proportion("eval/qa_contains", [r["contains"] for r in rows], scale=100, ids=ids, unit="%"),
+              mean_score("eval/qa_f1", [100 * r["f1"] for r in rows], ids=ids, unit="%"),
+              mean_score("eval/qa_answer_logprob", [r["answer_logprob"] for r in rows], ids=ids, unit="nats/token")]
     return scores, rows
+
+
+# --- multiple choice ---------------------------------------------------------------------------
+def mc_choices(items: list[dict], pool: list[dict], distractors: int, seed: int = 0) -> list[list[str]]:
+    """Gold answer first, then up to `distractors` answers of the same attribute from other entities.
+
+    Drawn with a generator seeded by (seed, item id), so every evaluation and every run with the same eval
+    settings ranks the same choices. Items without an attribute draw from all answers in the pool."""
+    by_attr: dict = {}
+    for row in pool:
+        by_attr.setdefault(row.get("attribute"), []).append(row)
+    out = []
+    for i, it in enumerate(items):
+        golds = {normalize_answer(g) for g in gold_answers(it)}
+        same = by_attr.get(it.get("attribute"), pool) if it.get("attribute") is not None else pool
+        seen, cands = set(golds), []
+        for row in same:
+            if row.get("entity_id") is not None and row.get("entity_id") == it.get("entity_id"):
+                continue
+            norm = normalize_answer(str(row["answer"]))
+            if norm and norm not in seen:
+                seen.add(norm)
+                cands.append(str(row["answer"]))
+        rng = random.Random(f"{seed}:{it.get('id', i)}")
+        out.append([str(it["answer"])] + rng.sample(cands, min(distractors, len(cands))))
+    return out
+
+
+def knowledge_mc(model, tokenizer, items: list[dict], pool: list[dict], chat: bool, distractors: int = 4,
+                 seed: int = 0, batch_size: int = 8) -> tuple[list[Score], list[dict]]:
+    """Multiple-choice accuracy (%): the gold answer must out-score every distractor (ties count as wrong)."""
+    choices = mc_choices(items, pool, distractors, seed)
+    flat_prompts, flat_answers = [], []
+    for it, opts in zip(items, choices):
+        prompt = question_prompt(str(it["question"]), chat)
+        flat_prompts += [prompt] * len(opts)
+        flat_answers += opts
+    flat = answer_logprobs(model, tokenizer, flat_prompts, flat_answers, chat, batch_size)
+    rows, at = [], 0
+    for i, (it, opts) in enumerate(zip(items, choices)):
+        lps = flat[at:at + len(opts)]
+        at += len(opts)
+        best = max(range(len(opts)), key=lambda j: (lps[j], -j))
+        rows.append({"id": it.get("id", i), "question": it["question"], "gold": opts[0], "choices": opts,
+                     "logprobs": lps, "picked": opts[best], "correct": len(opts) > 1 and all(lps[0] > x for x in lps[1:]),
+                     "margin": lps[0] - max(lps[1:]) if len(opts) > 1 else None})
+    chance = 100 * sum(1 / len(opts) for opts in choices) / max(1, len(choices))
+    score = proportion("eval/qa_mc_acc", [r["correct"] for r in rows], scale=100, ids=[r["id"] for r in rows],
+                       unit="%", chance=chance, choices=distractors + 1)
+    return [score], rows

@@ -44,9 +44,13 @@ def perplexity(name: str, model, tokenizer, docs: list[dict], text_field: str = 
     texts = [str(d[text_field]) for d in docs]
     losses = document_losses(model, tokenizer, texts, window, batch_size)
     pairs = [(s, n) for s, n in losses if n > 0]
-    score = ratio_score(f"eval/{name}", pairs, transform=_safe_exp,
-                        scored_tokens=sum(n for _, n in pairs))
-    items = [{"id": docs[i].get("id", i), "tokens": n, "loss": s / n if n else None,
+    from .suite import item_id
+
+    ids = [item_id(d) if item_id(d) is not None else i for i, d in enumerate(docs)]
+    scored = [i for i, (_, n) in enumerate(losses) if n > 0]
+    score = ratio_score(f"eval/{name}", [losses[i] for i in scored], "exp", ids=[ids[i] for i in scored],
+                        unit="ppl", scored_tokens=sum(n for _, n in pairs))
+    items = [{"id": ids[i], "tokens": n, "loss": s / n if n else None,
               "ppl": _safe_exp(s / n) if n else None, "text": texts[i][:200]}
              for i, (s, n) in enumerate(losses)]
     return [score], items

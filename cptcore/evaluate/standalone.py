@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import EVALUATORS, ModelConfig, RunConfig, evaluator_names
 from .stats import Score
-from .suite import EvalError, Suite, items_path, write_items
+from .suite import EvalError, Suite, items_path, scores_path, write_items, write_scores
 
 
 def parse_suite(text: str | None) -> list[str]:
@@ -90,7 +90,12 @@ def evaluate_model(spec: str, suite: str | None = None, limit: int | None = None
             raise EvalError(f"--limit must be > 0, got {limit}")
         cfg = cfg.with_overrides({"eval.max_docs": limit, "eval.qa_limit": limit, "eval.ifeval_limit": limit})
         limit_keys = {k: "--limit" for k in ("eval.max_docs", "eval.qa_limit", "eval.ifeval_limit")}
-    runner = Suite(cfg, limit_keys)
+    reference = None
+    if "general_kl" in names:  # KL from the run's starting model, saved by the run at step 0
+        if not description.startswith("run "):
+            raise EvalError("--suite general_kl compares a run with its starting model: give --model RUN_ID")
+        reference = Path(target).parent.parent / "eval" / "general_kl_reference.pt"
+    runner = Suite(cfg, limit_keys, reference_path=reference, compute_reference=False)
     runner.prefetch(names)  # bad data or sizes fail before the model loads
     device = pick_device(device)
     torch.manual_seed(0)
@@ -105,6 +110,7 @@ def evaluate_model(spec: str, suite: str | None = None, limit: int | None = None
         scores += s
         if out_dir is not None:
             write_items(items_path(Path(out_dir), name, 0), rows)
+            write_scores(scores_path(Path(out_dir), name, 0), s)
     return {"model": spec, "resolved": description, "kind": cfg.model.kind, "device": device, "suite": names,
             "scores": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"} for s in scores}}
 
