@@ -1,12 +1,17 @@
 """Synthetic training data from documents: QA pairs and Knowledge-Instruct facts, with provenance.
 
-    cpt synth builtin:knowledge_docs --kind qa --model smollm2-135m-instruct --out qa.jsonl --limit 50
-    cpt synth builtin:knowledge_docs --kind facts --model rules --out facts.jsonl   # no model: sentences
+    cpt synth builtin:knowledge_docs --kind qa --model smollm2-135m-instruct --out qa.jsonl --limit 50 \
+        --skip-test-entities
+    cpt synth builtin:knowledge_docs --kind facts --model rules --out facts.jsonl --allow-test-entities
+        # no model: sentences; facts restate documents the knowledge_instruct recipe trains on anyway
 
 QA (Jiang et al. 2024): the model reads each document and writes factual, reasoning and summary questions.
 Facts (Ovadia et al. 2025): extract the facts naming the document's entity, paraphrase each a few times
 (≈3-5 paraphrases is where accuracy plateaus), wrap them in instruction templates. Every kept record is
 grounded (its answer's words appear in the source document), deduplicated, and says where it came from.
+Documents about test entities (split "test", or an entity the evaluation QA asks about) are refused unless
+--skip-test-entities leaves them out or --allow-test-entities keeps them: data written about them would train on
+the evaluation's answers.
 """
 from __future__ import annotations
 
@@ -122,6 +127,15 @@ def filter_qa(candidates: list[dict], min_grounding: float) -> tuple[list[dict],
             seen.add(key)
             kept.append(c)
     return kept, dropped
+
+
+def about_test_entities(docs: list[dict], eval_qa: list[dict]) -> list[bool]:
+    """Per document: is it about a test entity (split "test", or an entity_id / entity the evaluation QA asks
+    about)? Synthetic QA or facts about those would put the evaluation's answers into training data."""
+    ids = {str(q["entity_id"]) for q in eval_qa if q.get("entity_id") is not None}
+    names = {str(q["entity"]) for q in eval_qa if q.get("entity")}
+    return [d.get("split") == "test" or (d.get("entity_id") is not None and str(d["entity_id"]) in ids)
+            or (bool(d.get("entity")) and str(d["entity"]) in names) for d in docs]
 
 
 def facts_from_documents(rows: list[dict], text_field: str = "text", entity_field: str = "entity") -> list[dict]:
@@ -255,7 +269,19 @@ def cmd_synth(args) -> int:
     docs = [d for d in docs if str(d.get(args.text_field) or "").strip()]
     if not docs:
         raise DataError(f"{args.docs}: no documents with text in field {args.text_field!r}")
-    docs = docs[: args.limit] if args.limit else docs
+    eval_qa = [] if args.eval_qa == "none" else read_records(SourceConfig(path=args.eval_qa))
+    test = about_test_entities(docs, eval_qa)
+    if args.skip_test_entities:
+        docs = [d for d, t in zip(docs, test) if not t]
+        test = [False] * len(docs)
+        if not docs:
+            raise DataError(f"{args.docs}: every document is about a test entity (--skip-test-entities)")
+    docs, test = (docs[: args.limit], test[: args.limit]) if args.limit else (docs, test)
+    if any(test) and not args.allow_test_entities:
+        raise DataError(f"{args.docs}: refused {sum(test)} of {len(docs)} documents about test entities (split "
+                        f"'test', or an entity asked in the evaluation QA {args.eval_qa}): synthetic data about them "
+                        "would train on the evaluation's answers; pass --skip-test-entities to leave them out or "
+                        "--allow-test-entities to use them anyway")
     rules = args.model in ("rules", "none")
     if rules and args.kind == "qa":
         raise DataError("--kind qa needs a --model that writes questions (rules only extract facts)")
@@ -278,6 +304,8 @@ def cmd_synth(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from .config import EvalConfig
+
     s = sub.add_parser("synth", help="generate QA pairs or Knowledge-Instruct facts from documents")
     s.add_argument("docs", help="documents: a file, folder or builtin:NAME")
     s.add_argument("--kind", choices=["qa", "facts"], required=True)
@@ -290,6 +318,14 @@ def add_parser(sub) -> None:
     s.add_argument("--min-grounding", type=float, default=0.8,
                    help="share of an answer's words that must appear in its document (default 0.8)")
     s.add_argument("--text-field", default="text")
+    s.add_argument("--eval-qa", default=EvalConfig().qa_source.path,
+                   help="evaluation QA whose entities get no synthetic data (default: %(default)s; 'none': only "
+                        "documents with split 'test' are refused)")
+    test = s.add_mutually_exclusive_group()
+    test.add_argument("--skip-test-entities", action="store_true",
+                      help="leave out documents about test entities (split 'test' or asked in --eval-qa)")
+    test.add_argument("--allow-test-entities", action="store_true",
+                      help="use documents about test entities anyway (their synthetic data leaks evaluation answers)")
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--max-new-tokens", type=int, default=160)
     s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
@@ -101,6 +101,46 @@ def test_no_test_question_appears_in_any_training_file():
     training = "\n".join(all_text(r) for rel in TRAINING_FILES for r in read(rel))
     leaked = [q for q in questions if q in training]
     assert not leaked, leaked[:3]
+
+
+def mentions(text: str, phrase: str) -> bool:
+    """Whole-word occurrence ('lace' is not in 'birthplace')."""
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.I) is not None
+
+
+def test_no_training_qa_item_states_a_test_fact_in_either_direction(entities):
+    """Every fact of a test entity (name, attribute value), cross references included: no qa_train item names
+    both, whichever of them is in the question and which in the answer (e.g. a train company's "who founded
+    C?" answered by a test person would state that person's employer)."""
+    items = [q["question"] + " " + q["answer"] for q in read("knowledge/qa_train.jsonl")]
+    leaked = [(e["name"], attr, value, item) for e in entities if e["split"] == "test"
+              for attr, value in e["attributes"].items()
+              for item in items if mentions(item, e["name"]) and mentions(item, value)]
+    assert not leaked, leaked[:3]
+    test_facts = {(q["entity"], q["answer"]) for q in read("knowledge/qa_test.jsonl")}
+    assert test_facts <= {(e["name"], v) for e in entities if e["split"] == "test" for v in e["attributes"].values()}
+
+
+def test_any_prefix_of_whole_entities_is_stratified_over_type_and_split(entities):
+    """Records list entities in a weighted round-robin over the (type, split) strata, so max_rows takes a mixed
+    sample: every prefix within one entity of each stratum's share and of half test entities."""
+    stratum = {e["id"]: (e["type"], e["split"]) for e in entities}
+    share = {s: n / len(entities) for s, n in Counter(stratum.values()).items()}
+    docs = read("knowledge/docs.jsonl")
+    order = [d["entity_id"] for d in docs[::5]]
+    assert [d["entity_id"] for d in docs] == [i for i in order for _ in range(5)]  # an entity's docs are consecutive
+    assert [d["doc_index"] for d in docs] == list(range(5)) * len(order)
+    assert sorted(order) == sorted(stratum)
+    for n in range(1, len(order) + 1):
+        seen = Counter(stratum[i] for i in order[:n])
+        assert all(abs(seen[s] - n * share[s]) <= 1 for s in share), (n, seen)
+        assert abs(sum(seen[s] for s in seen if s[1] == "test") - n / 2) <= 1, (n, seen)
+    first_100 = {d["entity_id"] for d in docs[:100]}
+    assert len(first_100) == 20 and sum(stratum[i][1] == "test" for i in first_100) == 10
+    assert {stratum[i][0] for i in first_100} == {"town", "company", "person"}
+    for rel in ("knowledge/heldout_docs.jsonl", "knowledge/qa_train.jsonl", "knowledge/qa_test.jsonl"):
+        ids = list(dict.fromkeys(r["entity_id"] for r in read(rel)))
+        assert ids == [i for i in order if i in set(ids)], rel
 
 
 def test_heldout_documents_share_no_sentence_with_training_documents():

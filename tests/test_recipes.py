@@ -50,8 +50,10 @@ def entity_docs(tmp_path):
 
 def smoke_config(path: Path, data_files: dict, **overrides) -> RunConfig:
     """A smoke YAML with small local general data, so the test checks the recipe, not the bundled sets."""
+    heldout = Path(data_files["replay"]).with_name("replay_heldout.txt")  # not the replay file: no leak
+    heldout.write_text("Held-out general text: the harbour archive keeps old maps of the river.", encoding="utf-8")
     sets = [f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}",
-            f"eval.replay_heldout={data_files['replay']}", "eval.max_docs=1"]
+            f"eval.replay_heldout={heldout}", "eval.max_docs=1"]
     return RunConfig.load(path, sets + [f"{k}={v}" for k, v in overrides.items()])
 
 

@@ -1,11 +1,13 @@
 """Synthetic QA and facts: grounded in their document, deduplicated, with provenance."""
 import json
-
+from pathlib import Path
 
 from cptcore.cli import main
 from cptcore.synth import facts_from_documents, grounding, parse_qa, synth_facts, synth_qa
 
 from conftest import write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = [
     {"text": "Velmora is a town in the province of Quessa. Velmora was founded in 1181. The river Thikresk "
@@ -104,3 +106,37 @@ def test_cpt_synth_rejects_qa_without_a_model(tmp_path, capsys):
     code = main(["synth", str(docs), "--kind", "qa", "--model", "rules", "--out", str(tmp_path / "qa.jsonl")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--kind qa needs a --model" in err and len(err.splitlines()) == 1
+
+
+def synth_rules(tmp_path, docs, *extra):
+    out = tmp_path / "facts.jsonl"
+    return main(["synth", str(docs), "--kind", "facts", "--model", "rules", "--out", str(out), *extra]), out
+
+
+def test_cpt_synth_refuses_documents_of_test_entities_in_one_line(tmp_path, capsys):
+    docs = write_jsonl(tmp_path / "docs.jsonl", [DOCS[0] | {"split": "test"}, DOCS[1] | {"split": "train"}])
+    code, out = synth_rules(tmp_path, docs)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and not out.exists()
+    assert "refused 1 of 2 documents about test entities" in err and "--allow-test-entities" in err
+
+
+def test_cpt_synth_refuses_entities_the_evaluation_qa_asks_about(tmp_path, capsys):
+    docs = write_jsonl(tmp_path / "docs.jsonl", DOCS)  # no split field: the evaluation QA names the entity
+    eval_qa = write_jsonl(tmp_path / "eval_qa.jsonl", [{"question": "When was Velmora founded?", "answer": "1181",
+                                                        "entity": "Velmora"}])
+    code, _ = synth_rules(tmp_path, docs, "--eval-qa", str(eval_qa))
+    assert code == 2 and "refused 1 of 2 documents" in capsys.readouterr().err
+    code, out = synth_rules(tmp_path, docs, "--eval-qa", str(eval_qa), "--skip-test-entities")
+    assert code == 0 and {json.loads(l)["entity"] for l in out.read_text().splitlines()} == {"Brantic Labs"}
+    code, out = synth_rules(tmp_path, docs, "--eval-qa", str(eval_qa), "--allow-test-entities")
+    assert code == 0 and {json.loads(l)["entity"] for l in out.read_text().splitlines()} == {"Velmora", "Brantic Labs"}
+
+
+def test_cpt_synth_on_the_bundled_documents_skips_to_train_entities(tmp_path, capsys):
+    code, out = synth_rules(tmp_path, "builtin:knowledge_docs", "--limit", "50")
+    assert code == 2 and "refused 25 of 50 documents" in capsys.readouterr().err  # the stratified order: half test
+    code, out = synth_rules(tmp_path, "builtin:knowledge_docs", "--limit", "50", "--skip-test-entities")
+    test_entities = {json.loads(l)["entity"] for l in open(ROOT / "cptcore/assets/knowledge/qa_test.jsonl")}
+    made = {json.loads(l)["entity"] for l in out.read_text().splitlines()}
+    assert code == 0 and len(made) == 10 and not made & test_entities

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, RunConfig
+from ..data.leaks import check_leaks
 from ..plan import plan as make_plan
 from .checkpoints import pick_checkpoint
 from .liveness import STOP_TIMEOUT_S, mark_ended, refresh
@@ -37,7 +38,7 @@ def launch(cfg: RunConfig, home: Path | str | None = None, group: str | None = N
            tags: list[str] | None = None) -> Run:
     """Create the run (config first) and start it in the background; returns at once."""
     check_launcher(cfg)
-    make_plan(cfg)  # a stage without data, too few steps: ConfigError before anything is created
+    check_leaks(cfg, make_plan(cfg))  # no data or steps for a stage, training on eval items: before anything exists
     run = Run.create(home, cfg)
     if group or tags:
         run.set_meta(group=group, tags=tags or [])

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ROLES, ConfigError, RunConfig
+from ..data.leaks import check_leaks
+from ..data.sources import DataError
 from ..plan import plan as make_plan
 from .launch import check_launcher, launch
 from .store import Run
@@ -66,9 +68,9 @@ def sweep_configs(cfg: RunConfig, grid: dict[str, list[str]]) -> list[RunConfig]
             changes = point_changes(cfg, point)
             changes["name"] = f"{cfg.name}-" + "-".join(f"{k.split('.')[-1]}{v}" for k, v in zip(keys, values))
             point_cfg = cfg.with_overrides(changes)
-            make_plan(point_cfg)  # a stage left without steps or data fails here, before any run is queued
+            check_leaks(point_cfg, make_plan(point_cfg))  # no steps or data, eval items trained on: before any run
             configs.append(point_cfg)
-        except (ConfigError, yaml.YAMLError) as e:
+        except (ConfigError, DataError, yaml.YAMLError) as e:
             raise ConfigError(f"--grid point {where}: {str(e).removeprefix('--set: ')}") from None
     return configs
 

@@ -4,7 +4,9 @@ Run: python experiments/data/make_knowledge.py [--seed 20240218] [--out cptcore/
 Pure Python and seeded: the same seed writes byte-identical files. Names are built from syllables, so the
 facts are new to any pretrained model; answers are short (names, years, numbers, single words) for exact match.
 Split as in Jiang et al. 2024: entities 50/50 train/test; documents of ALL entities are for training, QA of
-train entities may be trained on, QA of test entities is for testing only.
+train entities may be trained on, QA of test entities is for testing only. A company and its founder share a
+split, so no train QA item states a test fact. The record files list entities in stratified rounds (any prefix
+mixes types and splits).
 """
 from __future__ import annotations
 
@@ -251,13 +253,63 @@ def make_entities(rng: random.Random) -> list[dict]:
                            "university": rng.choice(universities), "hobby": rng.choice(HOBBIES)}
         p["founded"] = p.pop("founder_of", None) is not None
     entities = towns + companies + people
-    for kind in ATTRIBUTES:  # stratified 50/50 split per entity type
-        group = [e for e in entities if e["type"] == kind]
-        test_ids = {e["id"] for e in rng.sample(group, len(group) // 2)}
-        for e in group:
-            e["split"] = "test" if e["id"] in test_ids else "train"
+    assign_splits(entities, rng)
     return [{k: e[k] for k in ("id", "type", "name", "split", "attributes")}
             | {k: e[k] for k in ("pronoun", "founded", "product_kind") if k in e} for e in entities]
+
+
+def split_units(entities: list[dict]) -> list[list[dict]]:
+    """Entities that must share a split: those whose facts name each other (a company and its founder).
+
+    A QA item about X names X in the question and X's fact in the answer; it states a fact of another entity E
+    only when that answer is E's name and E has a fact naming X (founder <-> employer). Keeping such mutual
+    references in one split means no train QA item can state a test fact, in either direction."""
+    by_name = {e["name"]: e for e in entities}
+    names = {e["id"]: set(e["attributes"].values()) for e in entities}
+    unit_of = {e["id"]: [e] for e in entities}
+    for e in entities:
+        for value in sorted(names[e["id"]]):
+            other = by_name.get(value)
+            if other and e["name"] in names[other["id"]] and unit_of[e["id"]] is not unit_of[other["id"]]:
+                merged = unit_of[e["id"]] + unit_of[other["id"]]
+                for member in merged:
+                    unit_of[member["id"]] = merged
+    units = []
+    for e in entities:  # each unit once, in entity order
+        if unit_of[e["id"]][0] is e:
+            units.append(unit_of[e["id"]])
+    return units
+
+
+def assign_splits(entities: list[dict], rng: random.Random) -> None:
+    """50/50 train/test, stratified by unit kind (towns, company+founder pairs, other people): half of each kind
+    goes to test, so every entity type is split exactly in half and mutual references stay in one split."""
+    kinds: dict[tuple, list] = {}
+    for unit in split_units(entities):
+        kinds.setdefault(tuple(sorted(e["type"] for e in unit)), []).append(unit)
+    for group in kinds.values():
+        test = {id(u) for u in rng.sample(group, len(group) // 2)}
+        for unit in group:
+            for e in unit:
+                e["split"] = "test" if id(unit) in test else "train"
+
+
+def stratified_order(entities: list[dict]) -> list[dict]:
+    """Entities in a weighted round-robin over the (type, split) strata: each next entity comes from the stratum
+    furthest behind its share of the corpus (ties: the split that is behind, then the first stratum), so every
+    prefix of whole entities is within one entity of the corpus's mix of types and splits in each stratum, and
+    exact every 8 entities (max_rows: 100 docs = 20 entities of all three types, 10 of them test)."""
+    strata: dict[tuple, list] = {}
+    for e in entities:
+        strata.setdefault((e["type"], e["split"]), []).append(e)
+    total, taken, order = len(entities), {k: 0 for k in strata}, []
+    for n in range(total):
+        behind = "test" if 2 * sum(e["split"] == "test" for e in order) < n else "train"
+        key = max((k for k in strata if taken[k] < len(strata[k])),
+                  key=lambda k: ((n + 1) * len(strata[k]) - taken[k] * total, k[1] == behind))
+        order.append(strata[key][taken[key]])
+        taken[key] += 1
+    return order
 
 
 def fields(e: dict, by_name: dict) -> dict:
@@ -291,7 +343,7 @@ def build(seed: int = SEED) -> dict[str, list]:
     entities = make_entities(rng)
     by_name = {e["name"]: e for e in entities}
     docs, heldout, qa = [], [], {"train": [], "test": []}
-    for e in entities:
+    for e in stratified_order(entities):  # entities.json stays in id order; the record files interleave strata
         attrs = ATTRIBUTES[e["type"]]
         offsets = {a: rng.randrange(N_TRAIN_DOCS) for a in attrs}  # each doc mixes variants; each variant used once
         for k in range(N_TRAIN_DOCS):
