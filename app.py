@@ -35,8 +35,9 @@ def runs_table() -> None:
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "lr": st.column_config.NumberColumn("LR", format="%.1e"),
             "mix": st.column_config.TextColumn(
-                "mix % (domain/replay/instruct)", help="The whole run's planned token shares, every stage "
-                "included (from its plan: `cpt plan`)."),
+                "mix % of input tokens (domain/replay/instruct)", help="The whole run's planned shares of "
+                "input tokens, every stage included (from its plan: `cpt plan`, which also shows the shares of "
+                "loss tokens)."),
             "domain gain": st.column_config.NumberColumn(
                 "domain gain", format="%+.1f", help="Latest domain perplexity drop vs step 0, in % "
                 "(or QA exact-match change in points when the run has no domain_ppl)."),

@@ -90,23 +90,29 @@ def loss_figure(m: frames.Metrics, x: str = "tokens", smoothing: float = 0.0, re
     return _figure(data, _layout("Training loss", x, "loss", revision, shapes=shapes, annotations=notes))
 
 
-def mix_figure(m: frames.Metrics, x: str = "tokens", revision: str = "mix"):
-    """Realized token share per role (solid) against the share the plan requested of the same sequences
-    (dotted, `mix/requested/*`: per stage, with progressive ramps and dynamic-mix shifts)."""
+MIX_UNITS = {"tokens": ("mix", "input tokens"), "loss_tokens": ("mix_loss", "loss tokens")}  # unit -> prefix, label
+
+
+def mix_figure(m: frames.Metrics, x: str = "tokens", revision: str = "mix", unit: str = "tokens"):
+    """Realized share per role (solid) of the input tokens (`mix/*`) or of the loss tokens (`mix_loss/*`)
+    against the share requested of the same sequences (dotted, `.../requested/*`: per stage, with progressive
+    ramps and dynamic-mix shifts; loss tokens have one only where the run targets them, mix.unit=loss_tokens)."""
+    prefix, label = MIX_UNITS[unit]
     data, shapes = [], []
     for r in ROLES:
-        c = frames.curve(m, f"mix/{r}")
+        c = frames.curve(m, f"{prefix}/{r}")
         if not len(c):
             continue
         data.append(_line(len(c), c[x], c["value"].to_numpy() * 100, f"{r} realized", ROLE_COLORS[r]))
-        q = frames.curve(m, f"mix/requested/{r}")
+        q = frames.curve(m, f"{prefix}/requested/{r}")
         if len(q):
             data.append(_line(len(q), q[x], q["value"].to_numpy() * 100, f"{r} requested", ROLE_COLORS[r],
                               dash="dot"))
+    title = f"Realized mix, share of {label}"
     if not data:
-        return empty("Realized mix", "no mix/* records yet", revision)
+        return empty(title, f"no {prefix}/* records yet", revision)
     marks, notes = event_marks(m, x)
-    return _figure(data, _layout("Realized mix (dotted: requested)", x, "share of tokens (%)", revision,
+    return _figure(data, _layout(f"{title} (dotted: requested)", x, f"share of {label} (%)", revision,
                                  shapes=shapes + marks, annotations=notes))
 
 

@@ -119,14 +119,17 @@ def steps_for_tokens(tokens: int, plan: Plan) -> int:
 
 
 def budget_rows(plan: Plan) -> list[dict]:
-    """The plan's token budget, one row per stage and role: what the Launch page's table shows."""
+    """The plan's token budget, one row per stage and role: what the Launch page's table shows. Shares in both
+    units; the loss share is an estimate from the sources' loss fraction (the manifest has the exact count)."""
     rows = []
     for s in plan.stages:
         for role, b in s.roles.items():
+            loss = None if s.loss_shares is None else round(100 * s.loss_shares[role], 2)
             rows.append({"stage": f"{s.index + 1}. {s.name}", "steps": f"{s.first_step + 1}-{s.first_step + s.steps}",
-                         "role": role, "share %": round(100 * s.shares[role], 2), "sequences": b.sequences,
-                         "tokens trained": b.tokens, "tokens with loss (≈)": b.loss_tokens,
-                         "tokens in sources (one pass)": b.available,
+                         "role": role, "share of input tokens %": round(100 * s.shares[role], 2),
+                         "share of loss tokens % (≈)": loss, "sequences": b.sequences,
+                         "input tokens trained": b.tokens, "loss tokens trained (≈)": b.loss_tokens,
+                         "input tokens in sources (one pass)": b.available,
                          "passes": None if b.passes is None else round(b.passes, 2)})
     return rows
 

@@ -8,6 +8,11 @@ gives it, the input tokens they hold (seq_len each), the tokens that carry loss 
 tokens only) and passes over the role's sources. Input tokens are exact; loss tokens are the sources' loss share
 times the input tokens (the manifest records the exact count packed). Counting sources needs only the model's
 tokenizer (cptcore/tokenizer.py): no torch. Imports no torch.
+
+Every stage has its shares in both units: `shares` (of input tokens: what the scheduler targets) and
+`loss_shares` (of loss tokens, from each role's loss fraction; None when the sources were not counted). With
+mix.unit=loss_tokens the configured shares are loss shares and the input shares are derived from them
+(schedule.input_shares), so such a plan always counts its sources.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import ROLES, ConfigError, MixConfig, RunConfig, SourceConfig, StageConfig
-from .data.schedule import DeficitScheduler, stage_targets
+from .data.schedule import DeficitScheduler, input_shares, loss_shares, stage_targets
 from .recipes import recipe_stages
 
 # (source, loss_on, domain_as) -> {"tokens", "loss_tokens", "rows", "format", ...} for one pass over a source
@@ -54,12 +59,24 @@ class Stage:
     domain_as: str
     data: dict[str, list[SourceConfig]]
     roles: dict[str, RoleBudget]
-    targets: np.ndarray = field(repr=False)   # (3,) shares, or (sequences, 3) under progressive mixing
+    targets: np.ndarray = field(repr=False)   # (3,) input shares, or (sequences, 3) under progressive mixing
     order: np.ndarray = field(repr=False)     # role index of each sequence (the base schedule)
+    unit: str = "tokens"                      # the unit the config's shares are in (mix.unit)
+    loss_shares: dict[str, float] | None = None  # shares of loss tokens (None: sources not counted)
+    loss_fractions: np.ndarray | None = field(default=None, repr=False)  # (3,) loss tokens per input token
+
+    def mix_text(self) -> str:
+        """The stage's shares in both units, the configured unit first (the other one is derived: ≈)."""
+        tokens = f"{_percents(self.shares)} of input tokens"
+        if self.loss_shares is None:
+            return tokens
+        loss = f"{_percents(self.loss_shares)} of loss tokens"
+        return f"{loss} (≈ {tokens})" if self.unit == "loss_tokens" else f"{tokens} (≈ {loss})"
 
     def to_dict(self) -> dict:
         return {"index": self.index, "name": self.name, "first_step": self.first_step, "steps": self.steps,
-                "first_seq": self.first_seq, "sequences": self.sequences, "shares": self.shares, "lr": self.lr,
+                "first_seq": self.first_seq, "sequences": self.sequences, "unit": self.unit, "shares": self.shares,
+                "loss_shares": self.loss_shares, "lr": self.lr,
                 "loss_on": self.loss_on, "domain_as": self.domain_as, "progressive": self.targets.ndim == 2,
                 "sources": {r: [s.path for s in self.data[r]] for r in self.roles},
                 "roles": {r: b.to_dict() for r, b in self.roles.items()}}
@@ -108,15 +125,26 @@ class Plan:
 
     @property
     def requested(self) -> dict[str, float]:
-        """The whole run's planned token shares."""
+        """The whole run's planned shares of input tokens."""
         n = max(1, self.sequences)
         return {r: sum(s.shares[r] * s.sequences for s in self.stages) / n for r in ROLES}
+
+    @property
+    def requested_loss(self) -> dict[str, float] | None:
+        """The whole run's planned shares of loss tokens (stages weighted by their loss tokens); None when the
+        sources were not counted."""
+        if any(s.loss_shares is None for s in self.stages):
+            return None
+        weights = [sum(b.loss_tokens for b in s.roles.values()) for s in self.stages]
+        total = max(1, sum(weights))
+        return {r: sum(s.loss_shares[r] * w for s, w in zip(self.stages, weights)) / total for r in ROLES}
 
     def to_dict(self) -> dict:
         return {"steps": self.steps, "sequences": self.sequences, "seq_len": self.seq_len,
                 "seqs_per_step": self.seqs_per_step, "processes": self.processes,
                 "tokens_per_step": self.tokens_per_step, "tokens": self.tokens, "online": self.online,
-                "requested": self.requested, "roles": {r: b.to_dict() for r, b in self.roles.items()},
+                "requested": self.requested, "requested_loss": self.requested_loss,
+                "roles": {r: b.to_dict() for r, b in self.roles.items()},
                 "stages": [s.to_dict() for s in self.stages]}
 
 
@@ -143,7 +171,15 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
     """The run's stages with steps, sources, shares, LR and per-role sequences and tokens.
 
     world_size: processes sharing a step (default: from cfg.launch). count: counts one pass over a source, to
-    add loss tokens, available tokens and passes. ConfigError names what to fix."""
+    add loss tokens, loss shares, available tokens and passes (mix.unit=loss_tokens needs it: the model's
+    tokenizer is used when none is given). ConfigError names what to fix."""
+    unit = cfg.mix.unit
+    if unit == "loss_tokens" and count is None:
+        count = counter_for(cfg)
+        if count is None:
+            raise ConfigError(f"mix.unit=loss_tokens counts each role's loss tokens with the model's tokenizer, "
+                              f"and {cfg.model.name!r} has none on disk that cptcore/tokenizer.py reads "
+                              f"(download it, or set mix.unit=tokens)")
     stages = recipe_stages(cfg)
     steps = split_steps(stages, cfg.train.max_steps)
     nproc = world_size or processes(cfg)
@@ -167,35 +203,55 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
             raise ConfigError(f"{where}: progressive.enabled needs a replay or instruct share to ramp from "
                               f"(the domain share is 1)")
         n_seq = n * per_step
-        targets = stage_targets(cfg.progressive, shares, n_seq)
+        used = [r for r in ROLES if shares[r] > 0 or (cfg.dynamic_mix.enabled and data[r])]
+        counted = {r: _pass_counts(data[r], s.loss_on, s.domain_as if r == "domain" else "as_is", count)
+                   for r in used}
+        # loss tokens per input token of each role (0 for a role the stage does not use)
+        fractions = None if count is None else np.array(
+            [counted[r][1] / counted[r][0] if r in counted else 0.0 for r in ROLES])
+        targets = stage_targets(cfg.progressive, shares, n_seq)  # in mix.unit
+        tokens, loss = np.array([shares[r] for r in ROLES]), shares
+        if unit == "loss_tokens":  # the scheduler counts sequences: target the input shares that carry them
+            targets, tokens = input_shares(targets, fractions), input_shares(tokens, fractions)
+        elif fractions is not None:
+            loss = dict(zip(ROLES, loss_shares(tokens, fractions).tolist()))
+        else:
+            loss = None
         order = DeficitScheduler().schedule(targets, n_seq)
         counts = np.bincount(order, minlength=len(ROLES))
-        roles = {}
-        for k, role in enumerate(ROLES):
-            if shares[role] > 0 or (cfg.dynamic_mix.enabled and data[role]):
-                roles[role] = _budget(int(counts[k]), cfg.data.seq_len, data[role], s.loss_on,
-                                      s.domain_as if role == "domain" else "as_is", count)
-        out.append(Stage(i, s.name, first, n, first * per_step, n_seq, shares, s.lr or cfg.train.lr, s.loss_on,
-                         s.domain_as, data, roles, targets, order))
+        roles = {r: _budget(int(counts[ROLES.index(r)]), cfg.data.seq_len, counted[r]) for r in used}
+        out.append(Stage(i, s.name, first, n, first * per_step, n_seq, dict(zip(ROLES, tokens.tolist())),
+                         s.lr or cfg.train.lr, s.loss_on, s.domain_as, data, roles, targets, order, unit, loss,
+                         fractions))
         first += n
     return Plan(out, cfg.data.seq_len, per_step, nproc, cfg.dynamic_mix.enabled)
 
 
-def _budget(sequences: int, seq_len: int, sources: list[SourceConfig], loss_on: str, domain_as: str,
-            count: SourceCounter | None) -> RoleBudget:
-    tokens = sequences * seq_len
+def _pass_counts(sources: list[SourceConfig], loss_on: str, domain_as: str,
+                 count: SourceCounter | None) -> tuple[int, int] | None:
+    """(input tokens, loss tokens) in one pass over a role's sources; None when not counted."""
     if count is None or not sources:
-        return RoleBudget(sequences, tokens)
+        return None
     entries = [count(src, loss_on, domain_as) for src in sources]
-    avail = sum(e["tokens"] for e in entries)
-    loss = sum(e["loss_tokens"] for e in entries)
+    return sum(e["tokens"] for e in entries), sum(e["loss_tokens"] for e in entries)
+
+
+def _budget(sequences: int, seq_len: int, counted: tuple[int, int] | None) -> RoleBudget:
+    tokens = sequences * seq_len
+    if counted is None:
+        return RoleBudget(sequences, tokens)
+    avail, loss = counted
     # the loss of a sequence is on its last seq_len - 1 positions (each predicts the next token)
     loss_tokens = round(tokens * loss / avail * (seq_len - 1) / seq_len) if avail else 0
     return RoleBudget(sequences, tokens, loss_tokens, avail, tokens / avail if avail else None)
 
 
+def _percents(shares: dict[str, float]) -> str:
+    return ", ".join(f"{r} {100 * v:.3g}%" for r, v in shares.items() if v > 0)
+
+
 def stage_config(cfg: RunConfig, stage: Stage) -> RunConfig:
-    """The run's config as one stage sees it: its sources, shares, LR and steps (not re-validated)."""
+    """The run's config as one stage sees it: its sources, input-token shares, LR and steps (not re-validated)."""
     data = cfg.data.model_copy(update={r: stage.data[r] for r in ROLES})
     return cfg.model_copy(update={
         "data": data, "mix": MixConfig(**stage.shares), "stages": None, "recipe": "cpt",
@@ -207,18 +263,22 @@ def describe(p: Plan, cfg: RunConfig) -> str:
     lines = [f"recipe {cfg.recipe if cfg.stages is None else 'custom stages'}: {p.steps} steps x "
              f"{p.tokens_per_step:,} tokens ({p.seqs_per_step} sequences of {p.seq_len}"
              f"{f', {p.processes} processes' if p.processes > 1 else ''}) = {p.tokens:,} tokens"
-             + (" (dynamic mix: roles follow the evaluations from this base)" if p.online else "")]
+             + (" (dynamic mix: roles follow the evaluations from this base)" if p.online else ""),
+             f"  shares target {'loss' if cfg.mix.unit == 'loss_tokens' else 'input'} tokens (mix.unit="
+             f"{cfg.mix.unit})"]
     for s in p.stages:
-        mix = ", ".join(f"{r} {100 * v:g}%" for r, v in s.shares.items() if v > 0)
         extra = (", loss on prompts too" if s.loss_on == "all" else "") + \
                 (", documents as fact instructions" if s.domain_as == "facts" else "") + \
                 (", progressive ramp" if s.targets.ndim == 2 else "")
         lines.append(f"  {s.index + 1}. {s.name:14} steps {s.first_step + 1}-{s.first_step + s.steps} "
-                     f"({s.sequences * p.seq_len:,} tokens)  lr {s.lr:g}  mix {mix}{extra}")
+                     f"({s.sequences * p.seq_len:,} tokens)  lr {s.lr:g}{extra}")
+        lines.append(f"     mix {s.mix_text()}")
         for role, b in s.roles.items():
+            share = f"{100 * s.shares[role]:5.1f}% of input" + (
+                "" if s.loss_shares is None else f", {100 * s.loss_shares[role]:5.1f}% of loss")
             counted = "" if b.available is None else (f", ~{b.loss_tokens:,} with loss, {b.passes:.2f} passes "
                                                       f"over {b.available:,}")
-            lines.append(f"     {role:8} {b.tokens:>12,} tokens{counted}   "
+            lines.append(f"     {role:8} {b.tokens:>12,} tokens ({share}){counted}   "
                          f"{', '.join(x.path for x in s.data[role])}")
     return "\n".join(lines)
 
@@ -283,5 +343,6 @@ def add_parser(sub) -> None:
     p.add_argument("config", type=Path)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--no-count", action="store_true", help="do not read the sources (no passes or loss tokens)")
+    p.add_argument("--no-count", action="store_true", help="do not read the sources (no passes or loss tokens; "
+                   "mix.unit=loss_tokens reads them anyway: its schedule needs them)")
     p.set_defaults(func=cmd_plan)

@@ -114,15 +114,18 @@ with c2:
         config_input(f"data.{role}", f"{role} sources (comma separated)")
     config_input("data.seq_len", "sequence length (tokens)")
 
-st.subheader("Mix (share of trained tokens, always 100%)")
+st.subheader("Mix (shares always sum to 100%)")
+config_input("mix.unit", "shares count")
+UNIT_LABEL = {"tokens": "input tokens", "loss_tokens": "loss tokens"}[st.session_state["mix.unit"]]
 cols = st.columns(3)
 for col, role in zip(cols, ROLES):
     with col:
         tracked(f"mix.{role}")
-        st.slider(f"{role} %", 0.0, 100.0, step=forms.PERCENT_STEP, key=f"mix.{role}",
+        st.slider(f"{role} % of {UNIT_LABEL}", 0.0, 100.0, step=forms.PERCENT_STEP, key=f"mix.{role}",
                   help=forms.widget_spec(f"mix.{role}").help, on_change=rebalance, args=(role,))
 st.caption(f"Sum: {sum(st.session_state[k] for k in forms.MIX_KEYS):g}%. Recipes with stages set their own "
-           "mix per stage: the token budget below shows what each stage trains.")
+           "mix per stage (in the same unit): the token budget below shows each stage's shares of input and "
+           "of loss tokens.")
 
 st.subheader("Training")
 t1, t2, t3, t4 = st.columns(4)
@@ -206,9 +209,10 @@ if counter is None:
 st.dataframe(forms.budget_rows(plan), hide_index=True, key="budget_table")
 st.caption(f"{plan.steps} steps x {plan.seqs_per_step} sequences ({cfg.train.batch_size} batch x "
            f"{cfg.train.grad_accum} accumulation x {plan.processes} process{'es' if plan.processes > 1 else ''}) "
-           f"x {plan.seq_len} tokens = {plan.tokens:,} tokens. Tokens with loss: chat data trains on assistant "
-           "tokens only. Same numbers as `cpt plan`." + (" Dynamic mix: shares move with the evaluations; "
-                                                          "this is where they start." if plan.online else ""))
+           f"x {plan.seq_len} tokens = {plan.tokens:,} input tokens. Loss tokens: chat data trains on assistant "
+           "tokens only, so its share of the loss is smaller than its share of the input (≈: from the sources' "
+           f"loss fraction). The scheduler targets shares of {UNIT_LABEL}. Same numbers as `cpt plan`."
+           + (" Dynamic mix: shares move with the evaluations; this is where they start." if plan.online else ""))
 
 st.subheader("Pre-launch check")
 findings = checks.check_config(cfg, plan)

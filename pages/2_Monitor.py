@@ -24,11 +24,15 @@ ids = newest_first(runs)
 wanted = st.query_params.get("run") or st.session_state.get("monitor_run")
 run_id = st.selectbox("Run", ids, index=ids.index(wanted) if wanted in ids else 0, key="monitor_select")
 st.session_state["monitor_run"] = run_id
-c1, c2, c3 = st.columns([2, 2, 1])
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
 x = c1.radio("x axis", ["tokens", "step", "time"], horizontal=True, key="monitor_x")
 smoothing = c2.slider("loss smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="monitor_smooth")
+mix_unit = c3.radio("mix as share of", list(charts.MIX_UNITS), horizontal=True, key="monitor_mix_unit",
+                    format_func=lambda u: charts.MIX_UNITS[u][1],
+                    help="input tokens: every token trained (mix/*). loss tokens: the tokens that carry loss "
+                    "(mix_loss/*); chat data trains on assistant tokens only, so its share of the loss is smaller.")
 live = refresh(Run.open(HOME, run_id)).get("status") in ("queued", "running")
-auto = c3.toggle("live refresh", value=True, key="monitor_live", disabled=not live,
+auto = c4.toggle("live refresh", value=True, key="monitor_live", disabled=not live,
                  help=f"While the run is queued or running, refresh the panel every {REFRESH_S} s without "
                  "reloading the page.")
 
@@ -80,7 +84,7 @@ def live_panel(run_id: str) -> None:
     rev = run_id  # same uirevision across refreshes: zoom and pan survive
     g1, g2 = st.columns(2)
     g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
-    g2.plotly_chart(charts.mix_figure(m, x, revision=rev), key="mix_chart")
+    g2.plotly_chart(charts.mix_figure(m, x, revision=rev, unit=mix_unit), key="mix_chart")
     st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
     has_ewc = len(m.series("train/ewc_penalty")) > 0
     with st.expander("Learning rate, gradient norm, throughput" + (", EWC penalty" if has_ewc else "")):

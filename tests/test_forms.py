@@ -55,7 +55,7 @@ def test_the_budget_table_has_a_row_per_stage_and_role():
     rows = forms.budget_rows(p)
     assert [(r["stage"], r["role"]) for r in rows] == [(f"{s.index + 1}. {s.name}", role)
                                                        for s in p.stages for role in s.roles]
-    assert sum(r["tokens trained"] for r in rows) == p.tokens
+    assert sum(r["input tokens trained"] for r in rows) == p.tokens
 
 
 def test_config_file_names_cannot_leave_the_folder():

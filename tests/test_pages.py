@@ -200,9 +200,9 @@ def test_every_preset_opens_in_the_form_with_the_plans_token_budget():
         assert sum(mix(at)) == 100, option
         cfg = RunConfig.load(ROOT / "experiments" / option) if option != "built-in defaults" else RunConfig()
         expected = forms.budget_rows(plan(cfg, count=counter_for(cfg)))
-        table = frame_with(at, "tokens trained")
+        table = frame_with(at, "input tokens trained")
         assert list(table["role"]) == [r["role"] for r in expected], option
-        assert list(table["tokens trained"]) == [r["tokens trained"] for r in expected], option
+        assert list(table["input tokens trained"]) == [r["input tokens trained"] for r in expected], option
         assert [None if p != p else p for p in table["passes"]] == [r["passes"] for r in expected], option
 
 
@@ -246,7 +246,7 @@ def test_a_token_budget_sets_the_steps():
     at = smoke_form()  # smoke: batch 8 x accumulation 1 x 128 tokens = 1,024 tokens per step
     at.number_input(key="token_budget").set_value(100_000).run()
     assert at.number_input(key="train.max_steps").value == 98  # 100,000 / 1,024 rounded up
-    assert "98 steps x 8 sequences (8 batch x 1 accumulation x 1 process) x 128 tokens = 100,352 tokens" \
+    assert "98 steps x 8 sequences (8 batch x 1 accumulation x 1 process) x 128 tokens = 100,352 input tokens" \
         in texts(at)
 
 
@@ -328,5 +328,5 @@ def test_an_unreadable_source_is_named_and_the_plan_still_shows():
     at.text_input(key="data.domain").set_value("/nowhere/docs.jsonl").run()
     assert not at.exception
     assert "Data problem: /nowhere/docs.jsonl: file not found" in texts(at)
-    table = frame_with(at, "tokens trained")
-    assert table["passes"].isna().all() and table["tokens trained"].sum() > 0  # uncounted, but planned
+    table = frame_with(at, "input tokens trained")
+    assert table["passes"].isna().all() and table["input tokens trained"].sum() > 0  # uncounted, but planned

@@ -89,3 +89,19 @@ def test_cpt_plan_loads_no_model_and_no_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2. qa+documents" in out.stdout and "passes over" in out.stdout
+
+
+def test_a_loss_token_plan_is_what_the_run_packs_stage_by_stage(capsys):
+    preset = ROOT / "experiments" / "recipes" / "pit_plus.yaml"
+    extra = sets(*FAST, "mix.unit=loss_tokens")
+    assert main(["plan", str(preset), "--json", *extra]) == 0
+    planned = json.loads(capsys.readouterr().out)
+    assert main(["train", str(preset), "--no-progress", *extra]) == 0
+    man = json.loads(list_runs()[0].manifest_path.read_text())
+    for ps, ms in zip(planned["stages"], man["stages"]):  # the trainer counts the sources the same way
+        assert ps["unit"] == "loss_tokens" and ps["loss_shares"] == man["plan"]["stages"][ps["index"]]["loss_shares"]
+        assert {r: b["tokens"] for r, b in ps["roles"].items()} == \
+            {r: b["tokens_trained"] for r, b in ms["roles"].items()}
+    qa_docs = planned["stages"][1]
+    assert qa_docs["shares"]["instruct"] > 2 * qa_docs["loss_shares"]["instruct"]  # QA answers: a few % of its tokens
+    assert set(planned["requested_loss"]) == set(man["realized_loss"])

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cptcore.config import RunConfig
+from cptcore.config import ROLES, RunConfig
 from cptcore.plan import plan
 from cptcore.runs import Run
 from cptcore.train import train_run
@@ -53,3 +53,24 @@ def test_every_role_loss_is_written_each_logging_step(tmp_path, tiny_cfg):
     losses = by_step(run.read_metrics(), "train/loss/")
     assert sorted(losses) == [1, 2, 3]
     assert all(set(v) <= {"domain", "replay", "instruct"} and "domain" in v for v in losses.values())
+
+
+def test_loss_token_mix_is_written_each_logging_step_beside_the_input_token_mix(tmp_path, tiny_cfg):
+    cfg = tiny_cfg.with_overrides({"train.max_steps": 3, "mix.unit": "loss_tokens"})
+    run = Run.create(tmp_path / "runs", cfg)
+    train_run(run, progress=False)
+    records = run.read_metrics()
+    realized, requested = by_step(records, "mix_loss/"), by_step(records, "mix_loss/requested/")
+    assert sorted(realized) == sorted(by_step(records, "mix/")) == [1, 2, 3]
+    assert set(requested[3]) == set(ROLES)
+    last = {r: realized[3][r] for r in ROLES}
+    assert last == pytest.approx(run.manifest()["realized_loss"])  # exact counts of the packed labels
+    assert sum(last.values()) == pytest.approx(1)
+
+
+def test_without_loss_targets_only_the_realized_loss_mix_is_written(tmp_path, tiny_cfg):
+    run = Run.create(tmp_path / "runs", tiny_cfg.with_overrides({"train.max_steps": 2}))
+    train_run(run, progress=False)
+    records = run.read_metrics()
+    assert set(by_step(records, "mix_loss/")[2]) == set(ROLES)
+    assert not by_step(records, "mix_loss/requested/")

@@ -57,6 +57,15 @@ class RunConfig(_Section):
                 raise ValueError(f"mix.{role} is {getattr(self.mix, role)} but data.{role} lists no sources")
         return self
 
+    @model_validator(mode="after")
+    def _one_mix_unit(self) -> "RunConfig":
+        """Stage mixes are read in the run's mix.unit (plan.plan): their copies say so, so a saved config
+        never shows a stage in a unit it does not train in."""
+        for s in self.stages or []:
+            if s.mix is not None and s.mix.unit != self.mix.unit:
+                s.mix = s.mix.model_copy(update={"unit": self.mix.unit})
+        return self
+
     @field_validator("recipe")
     @classmethod
     def _known_recipe(cls, v: str) -> str:

@@ -34,7 +34,8 @@ class StageConfig(_Section):
     )
     max_steps: int | None = Field(None, gt=0, description="Optimizer steps of this stage (instead of budget).")
     data: StageDataConfig = Field(default_factory=StageDataConfig, description="Sources replacing the run's.")
-    mix: MixConfig | None = Field(None, description="Token shares of this stage (default: the run's mix).")
+    mix: MixConfig | None = Field(None, description="Shares of this stage, in the run's mix.unit (default: the "
+                                  "run's mix).")
     lr: float | None = Field(None, gt=0, le=1, description="Peak LR of this stage (default: train.lr); "
                              "every stage re-warms and re-decays with train.schedule.")
     loss_on: Literal["answers", "all"] = Field(
@@ -60,7 +61,8 @@ class RecipeOptionsConfig(_Section):
         0.3, gt=0, lt=1, description="Share of the steps in the QA-only stage (cpt_then_it: last; pit, pit_plus: first).",
     )
     qa_share: float = Field(
-        0.3, gt=0, lt=1, description="pit_plus: token share of QA in the stage that trains QA and documents together.",
+        0.3, gt=0, lt=1, description="pit_plus: share of QA (in mix.unit) in the stage that trains QA and "
+        "documents together.",
     )
     final_it_budget: float = Field(
         0.0, ge=0, lt=1, description="pit: share of the steps in a final QA instruction-tuning stage (0 = none).",
@@ -73,7 +75,7 @@ class RecipeOptionsConfig(_Section):
 class ProgressiveConfig(_Section):
     """Progressive training: the domain share ramps from start_domain to mix.domain, the others follow."""
     enabled: bool = Field(False, description="Ramp the domain share over each document stage.")
-    start_domain: float = Field(0.3, ge=0, le=1, description="Domain share of the first sequences.")
+    start_domain: float = Field(0.3, ge=0, le=1, description="Domain share (in mix.unit) of the first sequences.")
     ramp_ratio: float = Field(
         0.5, gt=0, le=1, description="Fraction of a stage's steps over which the shares ramp linearly; "
         "they then hold at the target. Replay and instruct keep their target proportions.",

@@ -4,6 +4,9 @@ The plan (cptcore/plan.py) decides how many sequences each stage trains and whic
 deficit scheduler, cptcore/data/schedule.py); this module tokenizes each role's sources, packs them, and fills
 the sequences. Dynamic mixing (OnlineMix) picks each sequence's role only when the trainer fetches it, so an
 evaluation can still change the shares. The manifest records what was actually packed, next to the plan.
+
+Shares come in two units (`unit`, as mix.unit): "tokens" counts input tokens (one per position: a sequence
+share), "loss_tokens" counts the label positions that carry loss (labels[1:] != IGNORE), exactly, per sequence.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from ..config import ROLES, RunConfig
 from ..plan import Plan, Stage, plan as make_plan
 from .formats import IGNORE, encode_source
 from .pack import Packer
-from .schedule import DeficitScheduler
+from .schedule import DeficitScheduler, loss_shares
 
 
 @dataclass
@@ -26,6 +29,7 @@ class MixedData:
     labels: np.ndarray     # (n, seq_len) int32, IGNORE where no loss
     roles: np.ndarray      # (n,) index into ROLES; -1 until an online mix fills the row
     stage: np.ndarray      # (n,) stage index of each sequence
+    loss_counts: np.ndarray  # (n,) positions that carry loss per sequence (loss_positions); 0 until filled
     manifest: dict
     online: "OnlineMix | None" = None
 
@@ -41,30 +45,42 @@ class MixedData:
             self.online.fill(self, i)
         return self.input_ids[i], self.labels[i], int(self.roles[i])
 
-    def realized_shares(self, n_sequences: int, start: int = 0) -> dict[str, float]:
-        """Token share of each role among sequences start..n_sequences-1 that were trained."""
+    def realized_shares(self, n_sequences: int, start: int = 0, unit: str = "tokens") -> dict[str, float]:
+        """Each role's share of the input tokens (unit "tokens") or of the loss tokens ("loss_tokens") among
+        sequences start..n_sequences-1 that were trained."""
         n = max(start + 1, min(n_sequences, len(self.roles)))
         roles = self.roles[start:n]
-        roles = roles[roles >= 0]
-        counts = np.bincount(roles, minlength=len(ROLES))
-        return {r: float(c / max(1, len(roles))) for r, c in zip(ROLES, counts)}
+        done = roles >= 0
+        weights = self.loss_counts[start:n][done] if unit == "loss_tokens" else None
+        counts = np.bincount(roles[done], weights=weights, minlength=len(ROLES))
+        total = counts.sum()
+        return {r: float(c / total) if total else 0.0 for r, c in zip(ROLES, counts)}
 
-    def requested_shares(self, n_sequences: int, start: int = 0) -> dict[str, float]:
+    def requested_shares(self, n_sequences: int, start: int = 0, unit: str = "tokens") -> dict[str, float]:
         """The mean target share per role over sequences start..n_sequences-1 of one stage: what the plan (or
-        the online mix, with its shifts) asked of the sequences whose realized share realized_shares() gives."""
+        the online mix, with its shifts) asked of the sequences whose realized share realized_shares() gives.
+        unit "loss_tokens": each target in loss tokens (with the stage's loss fractions: a counted plan)."""
         n = max(start + 1, min(n_sequences, len(self.roles)))
+        s = self.stage_of(start)
         if self.online is not None:
             done = self.roles[start:n] >= 0
             t = self.online.used[start:n][done]
-            mean = t.mean(axis=0) if len(t) else self.online.target(start)
+            t = t if len(t) else self.online.target(start)
         else:
-            s = self.stage_of(start)
-            mean = s.targets if s.targets.ndim == 1 else s.targets[start - s.first_seq:n - s.first_seq].mean(axis=0)
+            t = s.targets if s.targets.ndim == 1 else s.targets[start - s.first_seq:n - s.first_seq]
+        if unit == "loss_tokens":
+            t = loss_shares(t, s.loss_fractions)
+        mean = t if t.ndim == 1 else t.mean(axis=0)
         return {r: float(v) for r, v in zip(ROLES, mean)}
 
     def stage_of(self, seq: int) -> Stage:
         """The stage a sequence index belongs to."""
         return self.plan.stages[int(self.stage[min(max(seq, 0), len(self.stage) - 1)])]
+
+
+def loss_positions(labels: np.ndarray) -> np.ndarray:
+    """Positions that carry loss per sequence: labels[1:] != IGNORE (each position predicts the next token)."""
+    return np.count_nonzero(labels[..., 1:] != IGNORE, axis=-1)
 
 
 def load_role(cfg: RunConfig, role: str, tokenizer, loss_on: str = "answers",
@@ -111,7 +127,8 @@ def build_mix(cfg: RunConfig, tokenizer, plan: Plan | None = None) -> MixedData:
         for role, (packer, _) in packers.items():
             for i in s.first_seq + np.flatnonzero(s.order == ROLES.index(role)):
                 input_ids[i], labels[i] = packer.next()
-    data = MixedData(plan, input_ids, labels, roles, stage_idx, {})
+    loss_counts = np.zeros(n, dtype=np.int64) if plan.online else loss_positions(labels)
+    data = MixedData(plan, input_ids, labels, roles, stage_idx, loss_counts, {})
     if plan.online:
         data.online = OnlineMix(plan, stage_packers)
     data.manifest = manifest(data, stage_packers, stage_entries)
@@ -132,8 +149,7 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
             else:
                 mine = data.roles[span] == ROLES.index(role)
                 seqs = int(mine.sum())
-                # the loss of a sequence is on labels[1:] (each position predicts the next token)
-                loss = int(np.count_nonzero(data.labels[span][mine][:, 1:] != IGNORE)) if seqs else 0
+                loss = int(data.loss_counts[span][mine].sum())
             per_role[role] = {"sources": entries[role], "sequences": seqs, "tokens_trained": seqs * seq_len,
                               "loss_tokens_trained": loss, "tokens_available": packer.tokens_per_pass,
                               "passes": round(seqs * seq_len / packer.tokens_per_pass, 4)}
@@ -150,8 +166,9 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
         t["tokens_available"] = avail.pop() if len(avail) == 1 else None
         t["passes"] = round(t["tokens_trained"] / t["tokens_available"], 4) if t["tokens_available"] else None
     out = {"roles": totals, "stages": stages, "plan": plan.to_dict()}  # shares, steps, LRs: in the plan
-    if not plan.online:
+    if not plan.online:  # shares of the input tokens and of the loss tokens packed
         out["realized"] = data.realized_shares(len(data))
+        out["realized_loss"] = data.realized_shares(len(data), unit="loss_tokens")
     return out
 
 
@@ -202,4 +219,5 @@ class OnlineMix:
         self.used[i] = self.target(i)
         role = self.scheduler.next(self.used[i])
         data.input_ids[i], data.labels[i] = self.packers[k][ROLES[role]].next()
+        data.loss_counts[i] = loss_positions(data.labels[i])
         data.roles[i] = role

@@ -1,10 +1,13 @@
 """The one deficit scheduler: which role each next packed sequence comes from.
 
-Every packed sequence holds seq_len tokens of one role, so token shares equal sequence shares. For each next
+Every packed sequence holds seq_len tokens of one role, so input-token shares equal sequence shares. For each next
 sequence the scheduler picks the role furthest below its expected count (the sum of the target shares so
 far); after n sequences every role is within one sequence of its target, deterministically. The same object
 serves a constant mix, a stage of a multi-stage run, a progressive ramp (a target per sequence) and dynamic
 mixing (targets known only when the trainer fetches the sequence). Imports no torch.
+
+Targets are always input-token shares. A mix in loss tokens (mix.unit=loss_tokens) is converted first with
+each role's loss fraction (loss tokens per input token): input_shares() and its inverse loss_shares().
 """
 from __future__ import annotations
 
@@ -77,3 +80,19 @@ def stage_targets(progressive, shares: dict[str, float], n: int) -> np.ndarray:
     if progressive.enabled and shares["domain"] > 0:
         return ramp_targets(shares, progressive.start_domain, progressive.ramp_ratio, n)
     return np.array([shares[r] for r in ROLES], dtype=np.float64)
+
+
+def input_shares(loss: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """Input-token shares that carry the given loss-token shares (a vector, or one per row of a ramp), when a
+    role's tokens carry loss at fractions[j]: share_j is proportional to loss_j / fractions_j."""
+    loss = np.asarray(loss, dtype=np.float64)
+    out = np.divide(loss, fractions, out=np.zeros_like(loss), where=loss > 0)
+    return out / out.sum(axis=-1, keepdims=True)
+
+
+def loss_shares(shares: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+    """The loss-token shares of input-token shares (the inverse of input_shares): proportional to share_j x
+    fractions_j."""
+    loss = np.asarray(shares, dtype=np.float64) * fractions
+    total = loss.sum(axis=-1, keepdims=True)
+    return np.divide(loss, total, out=np.zeros_like(loss), where=total > 0)
