@@ -39,10 +39,17 @@ def runs_table() -> None:
                 "input tokens, every stage included (from its plan: `cpt plan`, which also shows the shares of "
                 "loss tokens)."),
             "domain gain": st.column_config.NumberColumn(
-                "domain gain", format="%+.1f", help="Latest domain perplexity drop vs step 0, in % "
-                "(or QA exact-match change in points when the run has no domain_ppl)."),
+                "domain gain", format="%+.1f", help="Latest domain perplexity drop vs step 0 on the same documents, "
+                "in % of the step-0 perplexity, higher is better (or, without domain_ppl, the QA multiple-choice "
+                "accuracy change in points). The CI column names the metric and unit."),
+            "domain gain CI": st.column_config.TextColumn(
+                "domain gain 95% CI", help="95% paired bootstrap CI of that change (same items as step 0). "
+                "'no paired CI': the record carries no paired delta (a run from before they were recorded)."),
             "IF change": st.column_config.NumberColumn(
-                "IF change", format="%+.1f", help="Latest IFEval prompt-level strict vs step 0, in points."),
+                "IF change", format="%+.1f", help="Latest IFEval prompt-level strict vs step 0 on the same "
+                "prompts, in points, higher is better."),
+            "IF change CI": st.column_config.TextColumn(
+                "IF change 95% CI", help="95% paired bootstrap CI of the IF change, in points."),
             "tokens": st.column_config.NumberColumn("tokens seen", format="%d"),
             "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
         })

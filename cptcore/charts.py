@@ -116,48 +116,118 @@ def mix_figure(m: frames.Metrics, x: str = "tokens", revision: str = "mix", unit
                                  shapes=shapes + marks, annotations=notes))
 
 
+def _change_hover(c: pd.DataFrame, name: str) -> list[str]:
+    """Per point: the change with its paired 95% CI and n, or why it has no band; the value itself."""
+    u = frames.CHANGE_UNITS[frames.unit(name)]
+    n = c["delta_n"].to_numpy(dtype=float) if "delta_n" in c else np.full(len(c), np.nan)
+    out = []
+    for k, (ch, lo, hi, paired, v, step) in enumerate(zip(c["change"], c["change_low"], c["change_high"], c["paired"],
+                                                          c["value"], c["step"])):
+        if paired:
+            ci = f"95% paired CI {lo:+.2f} .. {hi:+.2f}" + (f", n={int(n[k])}" if np.isfinite(n[k]) else "")
+        elif k == 0 and int(step) == int(c["baseline_step"].iloc[0]):
+            ci = "step-0 baseline"
+        else:
+            ci = "no paired CI: the record carries no delta (written before paired changes)"
+        out.append(f"{ch:+.2f} {u} ({ci})<br>value {v:.4g}")
+    return out
+
+
 def _change_traces(m: frames.Metrics, names, x: str, axis: str, color_offset: int = 0,
-                   max_points: int = 1000) -> list[dict]:
-    """Change-from-baseline lines (with 95% CI bands where the records carry ci_low/ci_high)."""
+                   max_points: int = 1000, nats_axis: str | None = None) -> list[dict]:
+    """Change-from-step-0 lines with their 95% paired CI bands (frames.baseline_change: from the records'
+    delta_ci_*; anchored at 0 at step 0; no band where a record has no delta). Metrics in nats/token go on
+    `nats_axis` when given."""
     data = []
     for i, name in enumerate(n for n in names if len(m.series(n))):
         c = frames.change_curve(m, name, max_points)
         color = PALETTE[(i + color_offset) % len(PALETTE)]
-        label = f"{name.removeprefix('eval/')} ({frames.unit(name)})"
+        label = frames.change_label(name)
+        ax = nats_axis if nats_axis and frames.unit(name) == "nats" else axis
         xs = c[x].to_numpy()
-        if c["change_low"].notna().any():
-            data.append(dict(type="scatter", x=np.concatenate([xs, xs[::-1]]),
-                             y=np.concatenate([c["change_high"].to_numpy(), c["change_low"].to_numpy()[::-1]]),
+        band = c["paired"].to_numpy(dtype=bool)
+        if band.any():
+            bx, hi, lo = xs[band], c["change_high"].to_numpy()[band], c["change_low"].to_numpy()[band]
+            if not band[0]:  # the baseline: the change is exactly 0 there
+                bx, hi, lo = np.r_[xs[0], bx], np.r_[0.0, hi], np.r_[0.0, lo]
+            data.append(dict(type="scatter", x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
                              fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                             showlegend=False, name=f"{label} 95% CI", xaxis=f"x{axis}", yaxis=f"y{axis}"))
-        custom = np.column_stack([c["value"].to_numpy(dtype=float),
-                                  c["n"].to_numpy(dtype=float) if "n" in c else np.full(len(c), np.nan)])
+                             showlegend=False, name=f"{label} 95% paired CI", xaxis=f"x{axis}", yaxis=f"y{ax}"))
         data.append(dict(type="scatter", x=xs, y=c["change"].to_numpy(), name=label, mode="lines+markers",
-                         line=dict(color=color), customdata=custom, xaxis=f"x{axis}", yaxis=f"y{axis}",
-                         hovertemplate="%{y:.2f} (value %{customdata[0]:.4g}, n=%{customdata[1]})"))
+                         line=dict(color=color), text=_change_hover(c, name), xaxis=f"x{axis}", yaxis=f"y{ax}",
+                         hovertemplate="%{text}"))
     return data
 
 
-def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "baseline"):
-    """Domain metrics (left) and general metrics (right) as change from the step-0 baseline, with 95% CIs.
+def _units_title(names) -> str:
+    units = []
+    for n in names:
+        u = frames.CHANGE_UNITS[frames.unit(n)]
+        if u not in units:
+            units.append(u)
+    return "change from step 0: " + ", ".join(units) if units else "change from step 0"
 
-    Perplexities are in % (down is better), scores in points (up is better)."""
+
+def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "baseline"):
+    """Domain metrics (left) and general metrics (right) as change from step 0, with 95% paired CI bands.
+
+    Perplexities in % change (lower is better), scores in points (higher is better), log-probs and KL in
+    nats/token on each panel's right axis (KL: lower is better); every legend entry names its unit and
+    direction."""
     names = set(m.names())
     dom = [n for n in frames.DOMAIN_METRICS if n in names]
     gen = [n for n in frames.GENERAL_METRICS if n in names]
     if not dom and not gen:
         return empty("Domain vs general", "no eval/* records yet (is eval.evaluators empty?)", revision)
-    data = _change_traces(m, dom, x, "") + _change_traces(m, gen, x, "2", color_offset=len(dom))
+    nats = {n for n in dom + gen if frames.unit(n) == "nats"}
+    data = (_change_traces(m, dom, x, "", nats_axis="3") +
+            _change_traces(m, gen, x, "2", color_offset=len(dom), nats_axis="4"))
     xt = dict(text=X_TITLES.get(x, x))
     titles = [dict(text=t, x=cx, y=1.08, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
                    showarrow=False, font=dict(size=14))
               for t, cx in (("Domain: change from step 0", 0.225), ("General: change from step 0", 0.775))]
     (s1, n1), (s2, n2) = event_marks(m, x, "x"), event_marks(m, x, "x2")
-    return _figure(data, dict(
+    layout = dict(
         xaxis=dict(domain=[0, 0.45], title=xt), xaxis2=dict(domain=[0.55, 1], title=xt, anchor="y2"),
-        yaxis=dict(anchor="x"), yaxis2=dict(anchor="x2"), annotations=titles + n1 + n2, uirevision=revision,
-        height=360, shapes=[_hline(0), _hline(0, xref="x2", yref="y2")] + s1 + s2, margin=MARGIN,
-        legend=dict(orientation="h", y=-0.25)))
+        yaxis=dict(anchor="x", title=dict(text=_units_title([n for n in dom if n not in nats]))),
+        yaxis2=dict(anchor="x2", title=dict(text=_units_title([n for n in gen if n not in nats]))),
+        annotations=titles + n1 + n2, uirevision=revision,
+        height=380, shapes=[_hline(0), _hline(0, xref="x2", yref="y2")] + s1 + s2, margin=MARGIN,
+        legend=dict(orientation="h", y=-0.25))
+    for ax, over, group in (("yaxis3", "y", dom), ("yaxis4", "y2", gen)):
+        if any(n in nats for n in group):
+            layout[ax] = dict(overlaying=over, side="right", anchor="x" if over == "y" else "x2", showgrid=False,
+                              zeroline=True, title=dict(text="nats/token"))
+    return _figure(data, layout)
+
+
+def knowledge_figure(m: frames.Metrics, x: str = "tokens", revision: str = "knowledge"):
+    """Knowledge QA scores as values, % of questions (higher is better), each with its records' 95% CI, and
+    the multiple-choice chance level (dashed, from the qa_mc_acc records' `chance`)."""
+    data = []
+    for i, name in enumerate(n for n in frames.KNOWLEDGE_METRICS if len(m.series(n))):
+        c = frames.curve(m, name)
+        scale = frames.points_scale(name, frames.record_unit(c))
+        color = PALETTE[i % len(PALETTE)]
+        xs, label = c[x].to_numpy(), f"{frames.label(name)}, %"
+        if "ci_low" in c and c["ci_low"].notna().any():
+            ok = c["ci_low"].notna().to_numpy() & c["ci_high"].notna().to_numpy()
+            data.append(dict(type="scatter", x=np.concatenate([xs[ok], xs[ok][::-1]]),
+                             y=np.concatenate([c["ci_high"].to_numpy()[ok], c["ci_low"].to_numpy()[ok][::-1]]) * scale,
+                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
+                             showlegend=False, name=f"{label} 95% CI"))
+        data.append(_line(len(c), xs, c["value"].to_numpy(dtype=float) * scale, label, color))
+        if name == "eval/qa_mc_acc" and "chance" in c and c["chance"].notna().any():
+            ok = c["chance"].notna().to_numpy()
+            data.append(_line(len(c), xs[ok], c["chance"].to_numpy(dtype=float)[ok], "multiple-choice chance, %",
+                              "#777", 1.5, dash="dash", mode="lines",
+                              hovertemplate="chance %{y:.1f}% (1 / choices)<extra></extra>"))
+    title = "Knowledge QA, % of questions (higher is better; dashed: multiple-choice chance)"
+    if not data:
+        return empty("Knowledge QA", "no knowledge_mc / knowledge_qa records (add them to eval.evaluators)", revision)
+    shapes, notes = event_marks(m, x)
+    return _figure(data, _layout(title, x, "% of questions (higher is better)", revision, shapes=shapes,
+                                 annotations=notes))
 
 
 def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "step", revision: str = "series"):
@@ -172,43 +242,84 @@ def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "ste
 # --- compare ---------------------------------------------------------------------------------
 def compare_figure(curves: dict[str, pd.DataFrame], metric: str, x: str = "step", revision: str = "compare",
                    change: bool = False):
-    """One metric, one line per run (already smoothed and downsampled)."""
+    """One metric, one line per run: values (frames.curve: smoothed, downsampled) or, with change, the change
+    from step 0 (frames.change_curve, or baseline_change of the curves given) with its 95% paired CI band."""
     data = []
+    unit_seen = None
     for i, (label, c) in enumerate(curves.items()):
-        if len(c):
-            y = frames.baseline_change(c, metric)["change"] if change else c["value"]
-            data.append(_line(len(c), c[x], y, label, PALETTE[i % len(PALETTE)]))
+        if not len(c):
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        unit_seen = unit_seen or frames.record_unit(c)
+        if not change:
+            data.append(_line(len(c), c[x], c["value"], label, color))
+            continue
+        c = c if "change" in c else frames.baseline_change(c, metric)
+        xs, band = c[x].to_numpy(), c["paired"].to_numpy(dtype=bool)
+        if band.any():
+            bx, hi, lo = xs[band], c["change_high"].to_numpy()[band], c["change_low"].to_numpy()[band]
+            if not band[0]:
+                bx, hi, lo = np.r_[xs[0], bx], np.r_[0.0, hi], np.r_[0.0, lo]
+            data.append(dict(type="scatter", x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
+                             showlegend=False, name=f"{label} 95% paired CI"))
+        data.append(_line(len(c), xs, c["change"], label, color, text=_change_hover(c, metric),
+                          hovertemplate=f"{label}<br>%{{text}}<extra></extra>"))
     if not data:
         return empty(metric, f"none of the selected runs has {metric}", revision)
-    ytitle = f"change from step 0 ({frames.unit(metric)})" if change else metric
-    return _figure(data, _layout(metric, x, ytitle, revision, height=380, hovermode="closest"))
+    if change:
+        ytitle = f"change from step 0: {frames.change_label(metric)}"
+        title = f"{frames.label(metric)}: change from step 0 (bands: 95% paired CI)"
+    else:
+        ytitle, title = frames.value_label(metric, unit_seen), metric
+    return _figure(data, _layout(title, x, ytitle, revision, height=380, hovermode="closest"))
 
 
 def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dict[str, str] | None = None,
-                    trajectories: bool = True, revision: str = "tradeoff"):
-    """Domain gain (x) against retention (y), higher is better on both; the Pareto frontier of final
-    points is highlighted; hovering a point shows its run's config."""
+                    trajectories: bool = True, revision: str = "tradeoff", frontier: pd.DataFrame | None = None):
+    """Domain gain (x) against retention (y), higher is better on both. Final points carry error bars: each
+    run's 95% paired CI of its change from step 0 on both axes. `frontier` (compare.tradeoff_frontier) marks
+    the final points no other run dominates by compare.pareto_mask's rule (paired run-vs-run differences);
+    without it no dominance is claimed (every final point is on the frontier). Hovering a point shows its
+    run's config."""
     if not len(points):
         return empty("Trade-off", "no run has both metrics at a common step yet", revision)
     hover = hover or {}
     data = []
     for i, (run_id, g) in enumerate(points.groupby("run", sort=False)):
         shown = g if trajectories else g[g["final"]]
+        color = PALETTE[i % len(PALETTE)]
         data.append(_line(
-            len(points), shown["x"], shown["y"], run_id, PALETTE[i % len(PALETTE)], 1,
+            len(points), shown["x"], shown["y"], run_id, color, 1,
             mode="lines+markers" if trajectories else "markers",
-            marker=dict(size=np.where(shown["final"].to_numpy(), 11, 5), color=PALETTE[i % len(PALETTE)]),
-            customdata=shown["step"].to_numpy(),
+            marker=dict(size=np.where(shown["final"].to_numpy(), 11, 5), color=color),
+            customdata=shown["step"].to_numpy(), legendgroup=run_id,
             hovertemplate=f"{hover.get(run_id, run_id)}<br>step %{{customdata}}<br>x %{{x:.2f}}, "
                           "y %{y:.2f}<extra></extra>"))
-    final = points[points["final"]].reset_index(drop=True)
-    front = final[compare.pareto_mask(final["x"], final["y"])].sort_values("x")
+        last = g[g["final"]]
+        if len(last) and np.isfinite(last[["x_low", "x_high", "y_low", "y_high"]].to_numpy(dtype=float)).any():
+            ex = dict(type="data", symmetric=False, array=(last["x_high"] - last["x"]).to_numpy(dtype=float),
+                      arrayminus=(last["x"] - last["x_low"]).to_numpy(dtype=float), color=color, thickness=1.5)
+            ey = dict(type="data", symmetric=False, array=(last["y_high"] - last["y"]).to_numpy(dtype=float),
+                      arrayminus=(last["y"] - last["y_low"]).to_numpy(dtype=float), color=color, thickness=1.5)
+            text = [f"x 95% paired CI {a:+.2f} .. {b:+.2f}<br>y 95% paired CI {c:+.2f} .. {d:+.2f}"
+                    for a, b, c, d in last[["x_low", "x_high", "y_low", "y_high"]].to_numpy(dtype=float)]
+            data.append(dict(type="scatter", x=last["x"].to_numpy(dtype=float), y=last["y"].to_numpy(dtype=float),
+                             mode="markers", marker=dict(size=1, color=color), error_x=ex, error_y=ey,
+                             name=f"{run_id} 95% paired CI", legendgroup=run_id, showlegend=False, text=text,
+                             hovertemplate=f"{run_id}<br>%{{text}}<extra>change from step 0</extra>"))
+    if frontier is None:
+        frontier = points[points["final"]].reset_index(drop=True)
+        frontier = frontier.assign(frontier=compare.pareto_mask(frontier["x"], frontier["y"],
+                                                                np.zeros((len(frontier),) * 2, dtype=bool)))
+    front = frontier[frontier["frontier"].astype(bool)].sort_values("x")
     if len(front):
         data.append(dict(type="scatter", x=front["x"].to_numpy(), y=front["y"].to_numpy(), mode="lines+markers",
                          name="Pareto frontier", line=dict(color="black", dash="dash", width=2),
                          marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)),
-                         text=[hover.get(r, r) for r in front["run"]], hovertemplate="%{text}<extra>frontier</extra>"))
-    layout = dict(title=dict(text="Trade-off: domain gain vs retention (up and right is better)"),
+                         text=[hover.get(r, r) for r in front["run"]],
+                         hovertemplate="%{text}<extra>no run better on both axes beyond noise</extra>"))
+    layout = dict(title=dict(text="Trade-off: domain gain vs retention (up and right is better; bars: 95% paired CI)"),
                   xaxis=dict(title=dict(text=x_label)), yaxis=dict(title=dict(text=y_label)), uirevision=revision,
                   height=460, hovermode="closest", margin=MARGIN,
                   shapes=[_hline(0, "#bbb"), dict(type="line", yref="y domain", y0=0, y1=1, xref="x", x0=0, x1=0,

@@ -1,8 +1,9 @@
-"""Runs side by side, for the Compare page: hover text, config diff, the trade-off with its Pareto frontier, and
-per-item evaluation results (one run's recent generations, two runs paired). The home table is runs/table.py.
+"""Runs side by side, for the Compare page: hover text, config diff, the trade-off with its noise-aware Pareto
+frontier, and per-item evaluation results (one run's recent generations, two runs paired on the same items).
+The home table is runs/table.py.
 
-Never imports streamlit; reads only what runs wrote (config.yaml, manifest.json, eval/*.jsonl) through
-size/mtime-keyed caches.
+Never imports streamlit; reads only what runs wrote (config.yaml, manifest.json, eval/*.jsonl,
+eval/*.scores.json) through size/mtime-keyed caches.
 """
 from __future__ import annotations
 
@@ -59,6 +60,9 @@ def config_diff(runs: list[Run]) -> pd.DataFrame:
 
 
 # --- trade-off across runs -------------------------------------------------------------------
+GAIN_COLUMNS = ("gain", "gain_low", "gain_high")
+
+
 def _run_tradeoff(m: Metrics, x_metric: str, y_metric: str, max_points: int) -> pd.DataFrame | None:
     key = ("tradeoff", x_metric, y_metric, max_points)
     if key in m.memo:
@@ -66,48 +70,162 @@ def _run_tradeoff(m: Metrics, x_metric: str, y_metric: str, max_points: int) -> 
     x, y = m.series(x_metric), m.series(y_metric)
     out = None
     if len(x) and len(y):
-        gx = baseline_change(x[["step", "tokens", "value"]], x_metric)["gain"].to_numpy()
-        gy = baseline_change(y[["step", "value"]], y_metric)["gain"].to_numpy()
+        cx, cy = baseline_change(x, x_metric), baseline_change(y, y_metric)
+        gx, gy = cx["gain"].to_numpy(), cy["gain"].to_numpy()
         steps, ix, iy = np.intersect1d(x["step"].to_numpy(), y["step"].to_numpy(), return_indices=True)
         if len(steps):
             keep = np.arange(len(steps))
             if len(steps) > max_points:
                 keep = np.union1d(downsample_index(gx[ix], max_points // 2), downsample_index(gy[iy], max_points // 2))
             ix, iy = ix[keep], iy[keep]
-            out = pd.DataFrame({"step": steps[keep], "tokens": x["tokens"].to_numpy()[ix], "x": gx[ix],
-                                "value_x": x["value"].to_numpy()[ix], "y": gy[iy], "value_y": y["value"].to_numpy()[iy]})
+            out = pd.DataFrame({"step": steps[keep], "tokens": x["tokens"].to_numpy()[ix],
+                                "x": gx[ix], "x_low": cx["gain_low"].to_numpy()[ix], "x_high": cx["gain_high"].to_numpy()[ix],
+                                "value_x": x["value"].to_numpy()[ix],
+                                "y": gy[iy], "y_low": cy["gain_low"].to_numpy()[iy], "y_high": cy["gain_high"].to_numpy()[iy],
+                                "value_y": y["value"].to_numpy()[iy]})
             out["final"] = out["step"] == out["step"].max()
     m.memo[key] = out
     return out
 
 
+TRADEOFF_COLUMNS = ["run", "step", "tokens", "x", "x_low", "x_high", "value_x", "y", "y_low", "y_high", "value_y",
+                    "final"]
+
+
 def tradeoff_points(metrics: dict[str, Metrics], x_metric: str, y_metric: str,
                     max_points_per_run: int = 200) -> pd.DataFrame:
-    """Per run, the gain of x_metric and of y_metric (both higher = better) at every step both were
-    evaluated (downsampled beyond max_points_per_run, keeping each axis' extremes); `final` marks each
-    run's last such step."""
+    """Per run, the gain of x_metric and of y_metric from step 0 (both signed so that higher is better, in
+    frames.gain_label's units) at every step both were evaluated, with their 95% paired CIs (x_low/x_high,
+    y_low/y_high: from the records' delta_ci_*; NaN where a record has no paired delta), downsampled beyond
+    max_points_per_run keeping each axis' extremes; `final` marks each run's last such step."""
     rows = []
     for run_id, m in metrics.items():
         part = _run_tradeoff(m, x_metric, y_metric, max_points_per_run)
         if part is not None:
             rows.append(part.assign(run=run_id))
-    cols = ["run", "step", "tokens", "x", "value_x", "y", "value_y", "final"]
-    return pd.concat(rows, ignore_index=True)[cols] if rows else pd.DataFrame(columns=cols)
+    return pd.concat(rows, ignore_index=True)[TRADEOFF_COLUMNS] if rows else pd.DataFrame(columns=TRADEOFF_COLUMNS)
 
 
-def pareto_mask(x, y) -> np.ndarray:
-    """True for points no other point beats on both axes (higher x and higher y are better)."""
+def pareto_mask(x, y, separable=None) -> np.ndarray:
+    """True for the points no other point dominates (higher x and higher y are better).
+
+    The dominance rule of the trade-off view: run i dominates run j only if
+      1. i is better on both axes (x_i >= x_j and y_i >= y_j, one of them strictly), and
+      2. the run-vs-run *paired* difference i - j (compare.run_difference: both runs' per-item scores,
+         `*.scores.json`, of their final trade-off step, paired on the same items, 95% paired bootstrap)
+         excludes 0 in i's favour on at least one axis, and
+      3. on the other axis that interval does not show i worse beyond noise (its upper end, in gain units,
+         is not below 0).
+    `separable[i][j]` carries 2 and 3 (compare.paired_separation); without paired scores it is False, so a
+    pair of runs whose difference cannot be told from noise is never called better: both stay on the
+    frontier. With separable None the values are taken as exact numbers (1 alone; of two equal points the
+    first one represents both)."""
     x, y = np.asarray(x, dtype="float64"), np.asarray(y, dtype="float64")
-    mask = np.zeros(len(x), dtype=bool)
-    order = np.lexsort((-y, -x))  # by x descending, ties by y descending
-    best_y = -np.inf
-    for i in order:
-        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
-            continue
-        if y[i] > best_y:
-            mask[i] = True
-            best_y = y[i]
-    return mask
+    ok = np.isfinite(x) & np.isfinite(y)
+    ge = (x[:, None] >= x[None, :]) & (y[:, None] >= y[None, :])  # [i, j]: i at least as good as j on both
+    gt = (x[:, None] > x[None, :]) | (y[:, None] > y[None, :])
+    if separable is None:
+        idx = np.arange(len(x))
+        dom = ge & (gt | (idx[:, None] < idx[None, :]))  # duplicates: the first one represents both
+    else:
+        dom = ge & gt & np.asarray(separable, dtype=bool).reshape(len(x), len(x))
+    dom &= ok[:, None] & ok[None, :]
+    np.fill_diagonal(dom, False)
+    return ok & ~dom.any(axis=0)
+
+
+_SCORES: dict = {}
+
+
+def run_scores(run: Run, step: int) -> dict[str, tuple[dict, str]]:
+    """{metric: (items, kind)} of every evaluator's `*.scores.json` of a run at a step (suite.load_scores),
+    cached on the files' sizes and mtimes."""
+    from .evaluate.suite import load_scores
+
+    folder = run.dir / "eval"
+    files = sorted(folder.glob(f"*-step{int(step):06d}.scores.json"))
+    key = (str(folder), int(step))
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files if p.is_file())
+    hit = _SCORES.get(key)
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, load_scores(folder, int(step)) if files else {})
+        _SCORES[key] = hit
+    return hit[1]
+
+
+def run_difference(run_a: Run, step_a: int, run_b: Run, step_b: int, metric: str) -> dict | None:
+    """value(B at step_b) - value(A at step_a) of one metric on the items both evaluated (stats.paired_change:
+    delta, delta_ci_low, delta_ci_high, delta_n, in the metric's own unit); None without scores files."""
+    from .evaluate.stats import paired_change
+
+    a, b = run_scores(run_a, step_a).get(metric), run_scores(run_b, step_b).get(metric)
+    if a is None or b is None or a[1] != b[1]:
+        return None
+    return paired_change(b[0], a[0], b[1])
+
+
+def _gain_difference(d: dict | None, metric: str, value_other: float) -> tuple[float, float, float]:
+    """A run-vs-run paired difference in the trade-off's gain units (higher is better): % of the other run's
+    value for perplexities, points for scores, nats/token else; (NaN, NaN, NaN) without one."""
+    if d is None:
+        return (np.nan, np.nan, np.nan)
+    from .frames import lower_is_better, points_scale, unit
+
+    u = unit(metric)
+    scale = (100.0 / value_other if value_other else np.nan) if u == "%" else (
+        points_scale(metric) if u == "points" else 1.0)
+    sign = -1.0 if lower_is_better(metric) else 1.0
+    ends = sorted((sign * d["delta_ci_low"] * scale, sign * d["delta_ci_high"] * scale))
+    return sign * d["delta"] * scale, ends[0], ends[1]
+
+
+def paired_separation(final: pd.DataFrame, runs: dict[str, Run], x_metric: str,
+                      y_metric: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Conditions 2 and 3 of pareto_mask's rule for every pair of final points (one per run), and the pairs
+    whose point estimates say one run is better on both axes, with their run-vs-run paired differences
+    (better - other, gain units, 95% CI) and whether the better one dominates.
+
+    Only such pairs are bootstrapped: the others cannot dominate whatever the noise."""
+    n = len(final)
+    sep = np.zeros((n, n), dtype=bool)
+    rows = []
+    x, y = final["x"].to_numpy(dtype=float), final["y"].to_numpy(dtype=float)
+    for i in range(n):
+        for j in range(n):
+            if i == j or not (x[i] >= x[j] and y[i] >= y[j] and (x[i] > x[j] or y[i] > y[j])):
+                continue
+            ri, rj = runs.get(final["run"].iloc[i]), runs.get(final["run"].iloc[j])
+            si, sj = int(final["step"].iloc[i]), int(final["step"].iloc[j])
+            dx = dy = None
+            if ri is not None and rj is not None:
+                dx = run_difference(rj, sj, ri, si, x_metric)
+                dy = run_difference(rj, sj, ri, si, y_metric)
+            gx = _gain_difference(dx, x_metric, float(final["value_x"].iloc[j]))
+            gy = _gain_difference(dy, y_metric, float(final["value_y"].iloc[j]))
+            known = dx is not None and dy is not None
+            sep[i, j] = bool(known and (gx[1] > 0 or gy[1] > 0) and gx[2] >= 0 and gy[2] >= 0)
+            rows.append({"better": final["run"].iloc[i], "other": final["run"].iloc[j],
+                         "x diff": gx[0], "x 95% CI": _ci_text(gx), "x n": None if dx is None else dx["delta_n"],
+                         "y diff": gy[0], "y 95% CI": _ci_text(gy), "y n": None if dy is None else dy["delta_n"],
+                         "dominates": bool(sep[i, j])})
+    cols = ["better", "other", "x diff", "x 95% CI", "x n", "y diff", "y 95% CI", "y n", "dominates"]
+    return sep, pd.DataFrame(rows, columns=cols)
+
+
+def _ci_text(g: tuple[float, float, float]) -> str:
+    return "no paired scores" if not np.isfinite(g[1]) else f"{g[1]:+.2f} .. {g[2]:+.2f}"
+
+
+def tradeoff_frontier(points: pd.DataFrame, runs: dict[str, Run], x_metric: str,
+                      y_metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The final points with `frontier` (no other run dominates it, pareto_mask's rule with run-vs-run paired
+    differences) and `dominated_by`, and the pairs table of paired_separation."""
+    final = points[points["final"]].reset_index(drop=True) if len(points) else points.copy()
+    sep, pairs = paired_separation(final, runs, x_metric, y_metric)
+    final = final.assign(frontier=pareto_mask(final["x"], final["y"], sep) if len(final) else [])
+    winners = pairs[pairs["dominates"]].groupby("other")["better"].agg(", ".join) if len(pairs) else {}
+    final["dominated_by"] = [dict(winners).get(r, "") for r in final["run"]]
+    return final, pairs
 
 
 # --- per-item evaluation results -------------------------------------------------------------
@@ -130,7 +248,7 @@ def read_items(path: Path) -> list[dict]:
 
 
 def item_passed(item: dict, loose: bool = False) -> bool | None:
-    """Pass/fail of one item: IFEval prompt-level (all instructions followed) or QA exact match."""
+    """Pass/fail of one item: IFEval prompt-level (all instructions followed), QA exact match or multiple choice."""
     key = "prompt_loose" if loose else "prompt_strict"
     if key in item:
         return bool(item[key])
@@ -160,35 +278,134 @@ def generations(run: Run, evaluator: str, step: int | None = None) -> pd.DataFra
     for it in read_items(files[step]):
         gold = it.get("gold", it.get("answer", ""))
         rows.append({"step": step, "prompt": str(it.get("prompt", it.get("question", ""))),
-                     "response": str(it.get("response", it.get("prediction", ""))),
+                     "response": _response(it),
                      "gold": ", ".join(map(str, gold)) if isinstance(gold, list) else str(gold),
                      "passed": item_passed(it)})
     return pd.DataFrame(rows, columns=["step", "prompt", "response", "gold", "passed"])
 
 
+def eval_score_files(run: Run, evaluator: str) -> dict[int, Path]:
+    """{step: path} of the per-item score files an evaluator wrote (eval/<evaluator>-step000025.scores.json)."""
+    out = {}
+    for p in (run.dir / "eval").glob(f"{evaluator}-step*.scores.json"):
+        digits = p.name[: -len(".scores.json")].rsplit("-step", 1)[-1]
+        if digits.isdigit():
+            out[int(digits)] = p
+    return dict(sorted(out.items()))
+
+
+def paired_evaluators(run_a: Run, run_b: Run) -> list[str]:
+    """Evaluators both runs wrote per-item scores or per-item rows for, in config order."""
+    from .config import EVALUATORS
+
+    def has(run, e):
+        return bool(eval_score_files(run, e) or eval_item_files(run, e))
+
+    return [e for e in EVALUATORS if has(run_a, e) and has(run_b, e)]
+
+
+def _read_score_file(path: Path) -> dict[str, tuple[dict, str]]:
+    from .evaluate.stats import items_from_record
+
+    try:
+        return {name: items_from_record(rec) for name, rec in json.loads(Path(path).read_text()).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _response(item: dict) -> str:
+    return str(item.get("response", item.get("prediction", item.get("picked", ""))))  # picked: knowledge_mc
+
+
+PAIRED_COLUMNS = ["metric", "unit", "A", "B", "B - A", "95% CI", "n", "verdict"]
+
+
 def paired_items(run_a: Run, run_b: Run, evaluator: str = "ifeval", loose: bool = False,
                  step_a: int | None = None, step_b: int | None = None) -> tuple[pd.DataFrame, dict]:
-    """The two runs' results on the same items side by side, and the paired difference (B - A) with a CI."""
-    from .evaluate.stats import paired_difference
+    """Two runs' results on the same items of one evaluator (any evaluator with `*.scores.json` files),
+    at step_a / step_b (default: each run's latest evaluation of it).
 
+    Returns the items side by side (from eval/<evaluator>-step*.jsonl; pass/fail where items have one,
+    `loose` for IFEval's loose scoring) and a summary: step_a, step_b, `metrics` (one row per metric of the
+    evaluator: A, B, the paired difference B - A in the metric's own unit, its 95% paired bootstrap CI
+    (stats.paired_change), n items paired, and a verdict that names a better run only when the CI excludes
+    0), and n / better / worse / same counts of the pass/fail items. Runs without score files fall back to
+    the pass/fail items (paired_difference, in points). Empty summary when nothing pairs."""
+    from .evaluate.stats import paired_change, paired_difference
+    from .frames import direction, label, lower_is_better
+
+    sa, sb = eval_score_files(run_a, evaluator), eval_score_files(run_b, evaluator)
     fa, fb = eval_item_files(run_a, evaluator), eval_item_files(run_b, evaluator)
-    if not fa or not fb:
+    steps_a, steps_b = sorted(set(sa) | set(fa)), sorted(set(sb) | set(fb))
+    if not steps_a or not steps_b:
         return pd.DataFrame(), {}
-    a = {item_key(i): i for i in read_items(fa[step_a if step_a in fa else max(fa)])}
-    b = {item_key(i): i for i in read_items(fb[step_b if step_b in fb else max(fb)])}
+    step_a = step_a if step_a in steps_a else steps_a[-1]
+    step_b = step_b if step_b in steps_b else steps_b[-1]
+    metric_rows = []
+    scores_a = _read_score_file(sa[step_a]) if step_a in sa else {}
+    scores_b = _read_score_file(sb[step_b]) if step_b in sb else {}
+    for metric, (items_a, kind) in scores_a.items():
+        if metric not in scores_b or scores_b[metric][1] != kind:
+            continue
+        items_b = scores_b[metric][0]
+        d = paired_change(items_b, items_a, kind)
+        if d is None:
+            continue
+        va, vb = _value(items_a, kind), _value(items_b, kind)
+        significant = d["delta_ci_low"] > 0 or d["delta_ci_high"] < 0
+        b_better = (d["delta"] < 0) == lower_is_better(metric)
+        metric_rows.append({
+            "metric": label(metric), "unit": _unit_text(kind, metric), "A": va, "B": vb, "B - A": d["delta"],
+            "95% CI": f"{d['delta_ci_low']:+.3g} .. {d['delta_ci_high']:+.3g}", "n": d["delta_n"],
+            "verdict": ("B better" if b_better else "A better") if significant else
+            f"no difference beyond noise ({direction(metric)})"})
+    a = {item_key(i): i for i in read_items(fa[step_a])} if step_a in fa else {}
+    b = {item_key(i): i for i in read_items(fb[step_b])} if step_b in fb else {}
     rows = []
     for k in a:
         if k not in b:
             continue
         pa, pb = item_passed(a[k], loose), item_passed(b[k], loose)
         rows.append({"prompt": str(a[k].get("prompt", a[k].get("question", k))),
-                     "response A": str(a[k].get("response", a[k].get("prediction", ""))),
-                     "response B": str(b[k].get("response", b[k].get("prediction", ""))),
+                     "response A": _response(a[k]), "response B": _response(b[k]),
                      "passed A": pa, "passed B": pb,
-                     "change": "same" if pa == pb else ("B better" if pb else "A better")})
-    if not rows:
-        return pd.DataFrame(rows), {}
-    scores_a = {i: float(bool(r["passed A"])) for i, r in enumerate(rows)}
-    scores_b = {i: float(bool(r["passed B"])) for i, r in enumerate(rows)}
-    summary = paired_difference(scores_a, scores_b)
-    return pd.DataFrame(rows), summary
+                     "change": "" if pa is None or pb is None else
+                     "same" if pa == pb else ("B better" if pb else "A better")})
+    table = pd.DataFrame(rows)
+    judged = [r for r in rows if r["passed A"] is not None and r["passed B"] is not None]
+    if not metric_rows and judged:  # runs from before per-item scores were written
+        d = paired_difference({i: float(r["passed A"]) for i, r in enumerate(judged)},
+                              {i: float(r["passed B"]) for i, r in enumerate(judged)})
+        significant = d["ci_low"] > 0 or d["ci_high"] < 0
+        metric_rows.append({"metric": "items passed (per-item files)", "unit": "points",
+                            "A": 100 * sum(bool(r["passed A"]) for r in judged) / len(judged),
+                            "B": 100 * sum(bool(r["passed B"]) for r in judged) / len(judged),
+                            "B - A": 100 * d["mean_diff"], "95% CI": f"{100 * d['ci_low']:+.3g} .. {100 * d['ci_high']:+.3g}",
+                            "n": d["n"], "verdict": ("B better" if d["mean_diff"] > 0 else "A better") if significant
+                            else "no difference beyond noise (higher is better)"})
+    if not metric_rows and not rows:
+        return table, {}
+    summary = {"step_a": step_a, "step_b": step_b, "metrics": pd.DataFrame(metric_rows, columns=PAIRED_COLUMNS),
+               "n": len(judged), "better": sum(bool(r["passed B"]) and not r["passed A"] for r in judged),
+               "worse": sum(bool(r["passed A"]) and not r["passed B"] for r in judged),
+               "same": sum(bool(r["passed A"]) == bool(r["passed B"]) for r in judged)}
+    return table, summary
+
+
+def _value(items: dict, kind: str) -> float:
+    from .evaluate.stats import TRANSFORMS
+
+    num = sum(a for a, _ in items.values())
+    den = sum(b for _, b in items.values())
+    return float(TRANSFORMS[kind](num / den)) if den else float("nan")
+
+
+def _unit_text(kind: str, metric: str) -> str:
+    """The unit of a difference in the metric's own scale."""
+    if kind == "percent":
+        return "points"
+    if kind == "exp":
+        return "ppl"
+    if "logprob" in metric or "_kl" in metric:
+        return "nats/token"
+    return "fraction" if "coherence" in metric else "points"

@@ -15,13 +15,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .evaluate.stats import lower_is_better  # the one direction rule: ppl, loss, _kl, repetition
 from .runs.metrics import StreamTail, latest_attempt, latest_attempt_index, parse_records
 from .runs.store import Run, atomic_write
 
 CORE = ("step", "tokens", "time", "name", "value", "attempt")
-DOMAIN_METRICS = ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1", "eval/qa_answer_logprob")
-GENERAL_METRICS = ("eval/replay_ppl", "eval/if_prompt_strict", "eval/if_prompt_loose", "eval/if_inst_strict",
-                   "eval/if_inst_loose", "eval/coherence_distinct2")
+# knowledge_mc's accuracy first among the QA metrics: it is the knowledge metric that moves
+DOMAIN_METRICS = ("eval/domain_ppl", "eval/qa_mc_acc", "eval/qa_em", "eval/qa_f1", "eval/qa_contains",
+                  "eval/qa_answer_logprob")
+GENERAL_METRICS = ("eval/replay_ppl", "eval/general_kl", "eval/if_prompt_strict", "eval/if_prompt_loose",
+                   "eval/if_inst_strict", "eval/if_inst_loose", "eval/coherence_distinct2")
+KNOWLEDGE_METRICS = ("eval/qa_mc_acc", "eval/qa_em", "eval/qa_contains", "eval/qa_f1")  # scores in % of questions
+PAIRED = ("delta", "delta_ci_low", "delta_ci_high", "delta_n")  # a record's paired change from step 0
 
 
 # --- loading: incremental tail, cached on file size and mtime --------------------------------
@@ -213,45 +218,147 @@ def metrics_from_records(records: list[dict]) -> Metrics:
     return Metrics(v, e)
 
 
-# --- change from the step-0 baseline ---------------------------------------------------------
-def lower_is_better(name: str) -> bool:
-    return "ppl" in name or "loss" in name or "repetition" in name
+# --- units, labels and change from the step-0 baseline ----------------------------------------
+LABELS = {
+    "eval/domain_ppl": "domain ppl", "eval/replay_ppl": "general (replay) ppl",
+    "eval/qa_mc_acc": "QA multiple-choice accuracy", "eval/qa_em": "QA exact match", "eval/qa_f1": "QA F1",
+    "eval/qa_contains": "QA answer contained", "eval/qa_answer_logprob": "QA answer log-prob",
+    "eval/general_kl": "general KL", "eval/if_prompt_strict": "IF prompt-level strict",
+    "eval/if_prompt_loose": "IF prompt-level loose", "eval/if_inst_strict": "IF instruction-level strict",
+    "eval/if_inst_loose": "IF instruction-level loose", "eval/coherence_distinct2": "distinct-2",
+    "eval/coherence_distinct1": "distinct-1", "eval/coherence_repetition": "4-gram repetition",
+}
+CHANGE_UNITS = {"%": "% change", "points": "points", "nats": "nats/token"}
+
+
+def label(name: str) -> str:
+    """A metric's name for people: "domain ppl", "IF prompt-level strict", "general KL"."""
+    return LABELS.get(name, name.removeprefix("eval/"))
+
+
+def direction(name: str) -> str:
+    return "lower is better" if lower_is_better(name) else "higher is better"
 
 
 def unit(name: str) -> str:
-    """How a change of this metric is expressed: % for perplexities/losses, nats for log-probs, points else."""
+    """How a change of this metric is shown: "%" (perplexities, losses: % change of the value), "nats"
+    (log-probs and KL, nats/token), "points" (scores: percentage points)."""
     if "ppl" in name or "loss" in name:
         return "%"
-    return "nats" if "logprob" in name else "points"
+    return "nats" if "logprob" in name or "_kl" in name else "points"
 
 
-def points_scale(name: str) -> float:
-    """IFEval scores are written in points (0-100); other scores (qa_em, qa_f1, coherence) as fractions."""
-    return 1.0 if name.startswith("eval/if_") else 100.0
+def change_label(name: str, with_direction: bool = True) -> str:
+    """"domain ppl, % change (lower is better)", "IF prompt-level strict, points (higher is better)"."""
+    text = f"{label(name)}, {CHANGE_UNITS[unit(name)]}"
+    return f"{text} ({direction(name)})" if with_direction else text
+
+
+def gain_label(name: str) -> str:
+    """The trade-off axes plot gains (the change signed so that higher is better): "domain ppl, % drop
+    (higher is better)", "general KL, nats/token, sign flipped (higher is better: less drift)"."""
+    u = unit(name)
+    if u == "%" and lower_is_better(name):
+        return f"{label(name)}, % drop (higher is better)"
+    if lower_is_better(name):
+        why = ": less drift" if "_kl" in name else ""
+        return f"{label(name)}, {CHANGE_UNITS[u]}, sign flipped (higher is better{why})"
+    return f"{label(name)}, {CHANGE_UNITS[u]} (higher is better)"
+
+
+def value_label(name: str, record_unit: str | None = None) -> str:
+    """A value axis: "domain ppl (ppl, lower is better)", "QA exact match (%, higher is better)"."""
+    if not name.startswith("eval/"):
+        return name
+    return f"{label(name)} ({record_unit + ', ' if record_unit else ''}{direction(name)})"
+
+
+def record_unit(s: pd.DataFrame) -> str | None:
+    """The unit the records of one metric carry ("ppl", "%", "nats/token", "fraction"); None for records
+    written before units were recorded."""
+    if "unit" not in s:
+        return None
+    u = s["unit"].dropna()
+    return str(u.iloc[0]) if len(u) else None
+
+
+def points_scale(name: str, record_unit: str | None = None) -> float:
+    """Factor from a score's own unit to percentage points: 1 for scores written in % (IFEval, QA exact match,
+    F1, contains, multiple-choice accuracy), 100 for fractions (coherence). The record's `unit` decides; a
+    record without one is read by name: IFEval and QA scores in %, other scores as fractions."""
+    if record_unit == "%":
+        return 1.0
+    if record_unit == "fraction":
+        return 100.0
+    if record_unit:  # ppl, nats/token: not points
+        return 1.0
+    return 1.0 if name.startswith(("eval/if_", "eval/qa_")) else 100.0
+
+
+def _numeric(s: pd.DataFrame, col: str) -> np.ndarray:
+    if col not in s:
+        return np.full(len(s), np.nan)
+    return pd.to_numeric(s[col], errors="coerce").to_numpy(dtype="float64")
+
+
+CHANGE_COLUMNS = ("change", "change_low", "change_high", "gain", "gain_low", "gain_high", "baseline", "paired")
 
 
 def baseline_change(s: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Adds change (and change_low/change_high from ci_low/ci_high) against the first record (step 0).
+    """One metric's change from step 0, from the *paired* change each evaluation record carries.
 
-    `gain` is the change signed so that higher is better (a perplexity drop is a gain)."""
+    A record after step 0 holds `delta` (value - step-0 value on the same items, the metric's own unit) and
+    its 95% paired bootstrap CI `delta_ci_low`/`delta_ci_high`; change_low/change_high are that interval,
+    never the record's own value CI shifted by the step-0 point (two overlapping intervals say nothing about
+    a change on the same items). Display units: perplexities and losses as % change of the step-0 value
+    (step-0 value = value - delta; the band likewise), scores in percentage points (points_scale), log-probs
+    and KL in nats/token.
+
+    A record without a delta (step 0; runs from before paired changes were recorded) has `paired` False and
+    no band: its change is measured against the first record (0 there), its change_low/change_high are NaN.
+    `gain`, `gain_low`, `gain_high` are the change signed so that higher is better (a perplexity drop is a
+    gain); `baseline` is the step-0 value each change is relative to.
+    """
     out = s.copy()
     if not len(out):
-        for c in ("change", "gain", "change_low", "change_high"):
-            out[c] = pd.Series(dtype="float64")
+        for c in CHANGE_COLUMNS:
+            out[c] = pd.Series(dtype="bool" if c == "paired" else "float64")
+        out["baseline_step"] = pd.Series(dtype="int64")
         return out
-    base = float(out["value"].iloc[0])
+    value = pd.to_numeric(out["value"], errors="coerce").to_numpy(dtype="float64")
+    delta, lo, hi = (_numeric(out, c) for c in PAIRED[:3])
+    paired = np.isfinite(delta)
+    base0 = value[0] - (delta[0] if paired[0] else 0.0)  # the step-0 value, for records without a delta
+    diff = np.where(paired, delta, value - base0)
+    base = np.where(paired, value - delta, base0)
     u = unit(name)
+    if u == "%":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(base != 0, 100.0 / base, np.nan)
+    elif u == "points":
+        scale = np.full(len(out), points_scale(name, record_unit(out)))
+    else:
+        scale = np.ones(len(out))
+    out["change"] = diff * scale
+    out["change_low"] = np.where(paired, lo * scale, np.nan)
+    out["change_high"] = np.where(paired, hi * scale, np.nan)
+    sign = -1.0 if lower_is_better(name) else 1.0
+    out["gain"] = sign * out["change"]
+    out["gain_low"] = sign * (out["change_high"] if sign < 0 else out["change_low"])
+    out["gain_high"] = sign * (out["change_low"] if sign < 0 else out["change_high"])
+    out["baseline"] = base
+    out["paired"] = paired
+    out["baseline_step"] = 0 if paired[0] else int(out["step"].iloc[0])
+    return out
 
-    def conv(v):
-        if u == "%":
-            return (v / base - 1.0) * 100.0 if base else v * np.nan
-        return (v - base) * (points_scale(name) if u == "points" else 1.0)
 
-    out["change"] = conv(out["value"])
-    for src, dst in (("ci_low", "change_low"), ("ci_high", "change_high")):
-        out[dst] = conv(pd.to_numeric(out[src], errors="coerce")) if src in out else np.nan
-    out["gain"] = -out["change"] if lower_is_better(name) else out["change"]
-    out["baseline_step"] = int(out["step"].iloc[0])
+def unpaired_metrics(m: Metrics, names) -> list[str]:
+    """Metrics of `names` with records after step 0 that carry no paired delta (drawn without a band)."""
+    out = []
+    for name in names:
+        s = m.series(name)
+        if len(s) > 1 and np.isnan(_numeric(s.iloc[1:], "delta")).any():
+            out.append(name)
     return out
 
 
@@ -319,7 +426,8 @@ def curve(m: Metrics, name: str, smoothing: float = 0.0, max_points: int = 1000)
         return m.memo[key]
     s = m.series(name)
     if len(s):
-        s = s[["step", "tokens", "time", "value"] + [c for c in ("n", "ci_low", "ci_high") if c in s]].copy()
+        s = s[["step", "tokens", "time", "value"] + [c for c in ("n", "ci_low", "ci_high", "unit", "chance", *PAIRED)
+                                                     if c in s]].copy()
         s["value_raw"] = s["value"]
         if smoothing > 0:
             s["value"] = ema(s["value"].to_numpy(), smoothing)
@@ -351,13 +459,23 @@ def final_values(m: Metrics) -> dict[str, float]:
     return dict(m.memo["final"])
 
 
-def latest_gain(m: Metrics, names: tuple[str, ...]) -> float | None:
-    """Gain vs the step-0 baseline at the latest record of the first metric of `names` the run has."""
+def latest_change(m: Metrics, names: tuple[str, ...]) -> dict | None:
+    """The latest record's change from step 0 (baseline_change) of the first metric of `names` the run has:
+    name, gain, gain_low, gain_high (95% paired CI; NaN when the record carries no delta), unit."""
     for name in names:
         s = m.series(name)
         if len(s):
-            return float(baseline_change(s, name)["gain"].iloc[-1])
+            last = baseline_change(s.iloc[[0, -1]] if len(s) > 2 else s, name).iloc[-1]
+            return {"name": name, "gain": float(last["gain"]), "gain_low": float(last["gain_low"]),
+                    "gain_high": float(last["gain_high"]), "unit": unit(name)}
     return None
+
+
+def latest_gain(m: Metrics, names: tuple[str, ...]) -> float | None:
+    """Gain vs the step-0 baseline (from the paired delta) at the latest record of the first metric of
+    `names` the run has."""
+    c = latest_change(m, names)
+    return None if c is None else c["gain"]
 
 
 def export_frame(metrics: dict[str, Metrics], names: list[str]) -> pd.DataFrame:

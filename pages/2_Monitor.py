@@ -86,6 +86,11 @@ def live_panel(run_id: str) -> None:
     g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
     g2.plotly_chart(charts.mix_figure(m, x, revision=rev, unit=mix_unit), key="mix_chart")
     st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
+    unpaired = frames.unpaired_metrics(m, frames.DOMAIN_METRICS + frames.GENERAL_METRICS)
+    st.caption("Bands: 95% paired bootstrap CI of the change from step 0, on the same items (the records' delta)."
+               + (f" No band for {', '.join(frames.label(n) for n in unpaired)}: those records carry no paired "
+                  "delta (written before paired changes were recorded)." if unpaired else ""))
+    st.plotly_chart(charts.knowledge_figure(m, x, revision=rev), key="knowledge_chart")
     has_ewc = len(m.series("train/ewc_penalty")) > 0
     with st.expander("Learning rate, gradient norm, throughput" + (", EWC penalty" if has_ewc else "")):
         t1, t2, t3 = st.columns(3)
@@ -96,8 +101,8 @@ def live_panel(run_id: str) -> None:
             st.plotly_chart(charts.series_figure(m, ["train/ewc_penalty"], "EWC penalty", x, rev), key="ewc_chart")
 
     st.subheader("Recent generations")
-    tab_if, tab_qa = st.tabs(["IFEval prompts", "Knowledge QA"])
-    for tab, evaluator in ((tab_if, "ifeval"), (tab_qa, "knowledge_qa")):
+    tab_if, tab_qa, tab_mc = st.tabs(["IFEval prompts", "Knowledge QA", "Knowledge multiple choice"])
+    for tab, evaluator in ((tab_if, "ifeval"), (tab_qa, "knowledge_qa"), (tab_mc, "knowledge_mc")):
         g = compare.generations(run, evaluator)
         if not len(g):
             tab.caption(f"No {evaluator} results yet (add {evaluator} to eval.evaluators to see them).")

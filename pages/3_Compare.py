@@ -1,5 +1,5 @@
-"""Compare runs: overlaid curves, the domain-gain vs retention trade-off with its Pareto frontier, the config
-diff, paired per-item IF results, and exports."""
+"""Compare runs: overlaid curves, the domain-gain vs retention trade-off with paired CIs and its noise-aware
+Pareto frontier, the config diff, paired per-item results of any evaluator, and exports."""
 import streamlit as st
 
 from cptcore import charts, compare, frames
@@ -35,10 +35,14 @@ preferred = next((n for n in ("eval/domain_ppl", "train/loss") if n in names), n
 metric = c1.selectbox("metric", names, index=names.index(preferred), key="compare_metric")
 x = c2.radio("x axis", ["step", "tokens", "time"], horizontal=True, key="compare_x",
              format_func=lambda v: charts.X_TITLES[v])
-smoothing = c3.slider("smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth")
-change = c4.checkbox("vs step 0", key="compare_change", help="Plot the change from each run's step-0 value.")
+smoothing = c3.slider("smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth",
+                      help="Smooths the values; the change view (vs step 0) is drawn unsmoothed with its CI.")
+change = c4.checkbox("vs step 0", key="compare_change",
+                     help="Plot each run's change from its step-0 value on the same items, with the 95% paired CI "
+                     "the records carry (no band for records without one).")
 per_run = max(100, MAX_POINTS // len(chosen))
-curves = {rid: frames.curve(m, metric, smoothing, per_run) for rid, m in metrics.items()}
+curves = {rid: frames.change_curve(m, metric, per_run) if change else frames.curve(m, metric, smoothing, per_run)
+          for rid, m in metrics.items()}
 curve_fig = charts.compare_figure(curves, metric, x, change=change)
 st.plotly_chart(curve_fig, key="compare_chart")
 
@@ -48,22 +52,32 @@ dom = [n for n in frames.DOMAIN_METRICS if n in names]
 gen = [n for n in frames.GENERAL_METRICS if n in names]
 tradeoff_fig = None
 if not dom or not gen:
-    missing = "domain (domain_ppl or knowledge_qa)" if not dom else "general (replay_ppl or ifeval)"
+    missing = ("domain (domain_ppl, knowledge_mc or knowledge_qa)" if not dom else
+               "general (replay_ppl, general_kl or ifeval)")
     st.info(f"No selected run has recorded a {missing} metric yet, so there is no trade-off to draw. Add the "
             "evaluator to eval.evaluators when launching; if it is there, Monitor's Events show why it failed.")
 else:
     t1, t2, t3 = st.columns([2, 2, 1])
-    xm = t1.selectbox("domain gain (x)", dom, key="tradeoff_x")
+    xm = t1.selectbox("domain gain (x)", dom, key="tradeoff_x", format_func=frames.gain_label)
     ym = t2.selectbox("retention (y)", gen, index=gen.index("eval/if_prompt_strict")
-                      if "eval/if_prompt_strict" in gen else 0, key="tradeoff_y")
+                      if "eval/if_prompt_strict" in gen else 0, key="tradeoff_y", format_func=frames.gain_label,
+                      help="general KL: how far the model's next-token distributions moved from the starting "
+                      "model's (nats/token; plotted negated so that up is better).")
     trajectories = t3.toggle("trajectories", value=True, key="tradeoff_traj",
                              help="Each run's path over its evaluations; off: final points only.")
     points = compare.tradeoff_points(metrics, xm, ym)
     hover = {r.id: compare.config_summary(r) for r in chosen_runs}
-    label = {"%": "% better than step 0", "points": "points vs step 0", "nats": "nats vs step 0"}
-    tradeoff_fig = charts.tradeoff_figure(points, f"{xm} ({label[frames.unit(xm)]})",
-                                          f"{ym} ({label[frames.unit(ym)]})", hover, trajectories)
+    final, pairs = compare.tradeoff_frontier(points, {r.id: r for r in chosen_runs}, xm, ym)
+    tradeoff_fig = charts.tradeoff_figure(points, frames.gain_label(xm), frames.gain_label(ym), hover, trajectories,
+                                          frontier=final)
     st.plotly_chart(tradeoff_fig, key="tradeoff_chart")
+    st.caption("Error bars: each run's 95% paired CI of its change from step 0. A run is marked dominated only "
+               "when another is better on both axes and their run-vs-run paired difference (same items, final "
+               "points) excludes 0 on one axis without being worse beyond noise on the other.")
+    if len(pairs):
+        with st.expander(f"Run-vs-run paired differences, better - other in the axes' units ("
+                         f"{int(pairs['dominates'].sum())} of {len(pairs)} better-on-both pairs beyond noise)"):
+            st.dataframe(pairs, hide_index=True, width="stretch", key="tradeoff_pairs")
     plotted = set(points["run"])
     missing = [rid for rid in chosen if rid not in plotted]
     if missing:
@@ -88,22 +102,31 @@ else:
     p1, p2, p3, p4 = st.columns([2, 2, 1, 1])
     a = p1.selectbox("run A", chosen, index=0, key="pair_a")
     b = p2.selectbox("run B", chosen, index=1, key="pair_b")
-    evaluator = p3.radio("items", ["ifeval", "knowledge_qa"], key="pair_eval")
+    run_a, run_b = Run.open(HOME, a), Run.open(HOME, b)
+    evaluators = compare.paired_evaluators(run_a, run_b) or ["ifeval"]
+    evaluator = p3.selectbox("evaluator", evaluators, key="pair_eval",
+                             index=evaluators.index("ifeval") if "ifeval" in evaluators else 0)
     loose = p4.checkbox("loose", key="pair_loose", disabled=evaluator != "ifeval",
-                        help="IFEval loose scoring (also accepts the response without first/last line or * markup).")
-    table, summary = compare.paired_items(Run.open(HOME, a), Run.open(HOME, b), evaluator, loose)
+                        help="IFEval loose scoring of the items table (also accepts the response without first/last "
+                        "line or * markup); the metrics table has both.")
+    table, summary = compare.paired_items(run_a, run_b, evaluator, loose)
     if not summary:
-        st.caption(f"Both runs need {evaluator} per-item results on shared items (eval/{evaluator}-step*.jsonl).")
+        st.caption(f"Both runs need {evaluator} per-item results on shared items "
+                   f"(eval/{evaluator}-step*.scores.json or .jsonl).")
     else:
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("items", summary["n"])
-        m2.metric("B better", summary["better"])
-        m3.metric("A better", summary["worse"])
-        m4.metric("B - A (points)", f"{100 * summary['mean_diff']:+.1f}",
-                  help=f"95% CI {100 * summary['ci_low']:+.1f} .. {100 * summary['ci_high']:+.1f} (paired bootstrap)")
-        only_changed = st.checkbox("only items that differ", key="pair_changed")
-        shown = table[table["change"] != "same"] if only_changed else table
-        st.dataframe(shown, hide_index=True, width="stretch", key="pair_table")
+        st.caption(f"A at step {summary['step_a']}, B at step {summary['step_b']}: B - A on the same items, in each "
+                   "metric's own unit, with its 95% paired bootstrap CI; a run is called better only when the CI "
+                   "excludes 0.")
+        st.dataframe(summary["metrics"], hide_index=True, width="stretch", key="pair_metrics")
+        if summary["n"]:
+            m1, m2, m3 = st.columns(3)
+            m1.metric("items judged pass/fail", summary["n"])
+            m2.metric("B passes, A fails", summary["better"])
+            m3.metric("A passes, B fails", summary["worse"])
+        if len(table):
+            only_changed = st.checkbox("only items that differ", key="pair_changed")
+            shown = table[table["change"].isin(["A better", "B better"])] if only_changed else table
+            st.dataframe(shown, hide_index=True, width="stretch", key="pair_table")
 
 # --- export -------------------------------------------------------------------------------------
 st.subheader("Export")

@@ -28,8 +28,10 @@ def fixture_config(name: str = "fixture", replay: float = 0.1, lr: float = 3e-5,
 def write_run(home: Path, name: str = "fixture", replay: float = 0.1, lr: float = 3e-5, steps: int = 20,
               status: str = "completed", domain_drop: float = 0.2, if_drop: float = 4.0, items: bool = True,
               warning: bool = False) -> Run:
-    """A finished (or running) run: train/*, mix/* every step; eval/* at steps 0, 10, 20 with n and CIs;
-    per-item ifeval and knowledge_qa files; optionally an event/warning."""
+    """A finished (or running) run: train/*, mix/* every step; eval/* at steps 0, 10, 20 with n, CIs and units,
+    and after step 0 each record's paired change from step 0 (delta, delta_ci_low/high: narrower than the
+    value's CI, as pairing makes them; delta_n); per-item ifeval and knowledge_qa rows and scores files;
+    optionally an event/warning."""
     cfg = fixture_config(name, replay, lr, steps)
     run = Run.create(home, cfg)
     run.write_status("running", pid=None, attempt=1, max_steps=steps)
@@ -39,12 +41,24 @@ def write_run(home: Path, name: str = "fixture", replay: float = 0.1, lr: float 
         tok = step * tokens_per_step
         if step % 10 == 0:
             frac = step / max(steps, 1)
+
+            def ev(name, value, base, half, n, lo, hi, unit, **extra):
+                paired = {} if step == 0 else {"delta": value - base, "delta_ci_low": value - base - half,
+                                               "delta_ci_high": value - base + half, "delta_n": n}
+                w.write(name, value, step, tok, n=n, ci_low=lo, ci_high=hi, unit=unit, **paired, **extra)
+
             dppl = 50.0 * (1 - domain_drop * frac)
-            w.write("eval/domain_ppl", dppl, step, tok, n=32, ci_low=dppl * 0.95, ci_high=dppl * 1.05)
-            w.write("eval/replay_ppl", 30.0 * (1 + 0.05 * frac), step, tok, n=32, ci_low=28.0, ci_high=33.0)
+            ev("eval/domain_ppl", dppl, 50.0, 0.5, 32, dppl * 0.95, dppl * 1.05, "ppl")
+            rppl = 30.0 * (1 + 0.05 * frac)
+            ev("eval/replay_ppl", rppl, 30.0, 0.3, 32, 28.0, 33.0, "ppl")
+            kl = 0.04 * frac
+            ev("eval/general_kl", kl, 0.0, 0.005, 32, max(0.0, kl - 0.01), kl + 0.01, "nats/token")
             ifs = 40.0 - if_drop * frac
-            w.write("eval/if_prompt_strict", ifs, step, tok, n=25, ci_low=ifs - 18, ci_high=ifs + 18)
-            w.write("eval/qa_em", 0.1 + 0.1 * frac, step, tok, n=32, ci_low=0.02, ci_high=0.3)
+            ev("eval/if_prompt_strict", ifs, 40.0, 3.0, 25, ifs - 18, ifs + 18, "%")
+            em = 10.0 + 10.0 * frac  # % like IFEval
+            ev("eval/qa_em", em, 10.0, 4.0, 32, 2.0, 30.0, "%")
+            mc = 25.0 + 30.0 * frac
+            ev("eval/qa_mc_acc", mc, 25.0, 8.0, 32, mc - 10, mc + 10, "%", chance=20.0, choices=5)
             if items:
                 _write_items(run, step, passed_upto=2 if step == 0 else (1 if if_drop > 0 else 3))
         if step == 0:
@@ -58,7 +72,8 @@ def write_run(home: Path, name: str = "fixture", replay: float = 0.1, lr: float 
         w.write("mix/instruct", cfg.mix.instruct, step, tok)
     if warning:
         w.event("event/warning", "IF prompt-level strict fell 4.0 points below step 0 (threshold 2.0)",
-                steps, steps * tokens_per_step, metric="eval/if_prompt_strict")
+                steps, steps * tokens_per_step, metric="eval/if_prompt_strict", delta=-if_drop,
+                delta_ci_low=-if_drop - 3.0, delta_ci_high=-if_drop + 3.0)
     w.close()
     if status == "running":
         run.write_status("running", step=steps)
@@ -78,8 +93,18 @@ def make_run(home, name="r", status="completed", steps=3, **changes) -> Run:
     return run
 
 
+def write_scores(run: Run, evaluator: str, step: int, scores: dict) -> Path:
+    """eval/<evaluator>-step{step:06d}.scores.json as the evaluators write it; scores: {metric: Score}."""
+    from cptcore.evaluate.suite import scores_path, write_scores as write
+
+    return write(scores_path(run.dir / "eval", evaluator, step), list(scores.values()))
+
+
 def _write_items(run: Run, step: int, passed_upto: int) -> None:
-    """Four IFEval prompts (the first `passed_upto` followed) and two QA items, in the evaluators' fields."""
+    """Four IFEval prompts (the first `passed_upto` followed) and two QA items, in the evaluators' fields,
+    with their per-item scores files."""
+    from cptcore.evaluate.stats import proportion
+
     folder = run.dir / "eval"
     folder.mkdir(exist_ok=True)
     rows = []
@@ -94,6 +119,10 @@ def _write_items(run: Run, step: int, passed_upto: int) -> None:
           {"id": 1, "question": "Who founded Quillon?", "gold": "Ada Marr", "response": "Bob",
            "prediction": "Bob", "em": False, "f1": 0.0, "answer_logprob": -4.0}]
     (folder / f"knowledge_qa-step{step:06d}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in qa))
+    write_scores(run, "ifeval", step, {"s": proportion("eval/if_prompt_strict", [r["prompt_strict"] for r in rows],
+                                                       scale=100, ids=[r["id"] for r in rows])})
+    write_scores(run, "knowledge_qa", step, {"s": proportion("eval/qa_em", [r["em"] for r in qa], scale=100,
+                                                             ids=[r["id"] for r in qa])})
 
 
 def fake_checkpoint(folder: Path, step: int) -> Path:

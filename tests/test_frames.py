@@ -67,15 +67,79 @@ def test_metrics_from_records_matches_the_file_loader(tmp_path):
 
 
 def test_baseline_change_is_percent_for_perplexity_and_points_for_scores():
-    ppl = pd.DataFrame({"step": [0, 10], "value": [50.0, 40.0], "ci_low": [45.0, 38.0], "ci_high": [55.0, 42.0]})
+    ppl = pd.DataFrame({"step": [0, 10], "value": [50.0, 40.0], "unit": "ppl",
+                        "delta": [np.nan, -10.0], "delta_ci_low": [np.nan, -12.0], "delta_ci_high": [np.nan, -8.0]})
     c = frames.baseline_change(ppl, "eval/domain_ppl")
     assert c["change"].tolist() == pytest.approx([0.0, -20.0])
     assert c["gain"].tolist() == pytest.approx([0.0, 20.0])  # a perplexity drop is a gain
-    assert c["change_low"].tolist() == pytest.approx([-10.0, -24.0])
-    em = pd.DataFrame({"step": [0, 10], "value": [0.10, 0.25]})  # fractions
+    assert c["change_low"].iloc[1] == pytest.approx(-24.0) and c["change_high"].iloc[1] == pytest.approx(-16.0)
+    assert c["gain_low"].iloc[1] == pytest.approx(16.0) and c["gain_high"].iloc[1] == pytest.approx(24.0)
+    em = pd.DataFrame({"step": [0, 10], "value": [10.0, 25.0], "unit": "%", "delta": [np.nan, 15.0]})  # in %
     assert frames.baseline_change(em, "eval/qa_em")["change"].tolist() == pytest.approx([0, 15.0])
-    ifs = pd.DataFrame({"step": [0, 10], "value": [40.0, 36.0]})  # IFEval is written in points
+    ifs = pd.DataFrame({"step": [0, 10], "value": [40.0, 36.0], "unit": "%", "delta": [np.nan, -4.0]})
     assert frames.baseline_change(ifs, "eval/if_prompt_strict")["gain"].tolist() == pytest.approx([0, -4.0])
+    d2 = pd.DataFrame({"step": [0, 10], "value": [0.8, 0.7], "unit": "fraction", "delta": [np.nan, -0.1]})
+    assert frames.baseline_change(d2, "eval/coherence_distinct2")["change"].tolist() == pytest.approx([0, -10.0])
+
+
+def test_change_band_is_the_paired_delta_ci_not_the_value_ci_shifted_by_the_baseline():
+    # the value's own CI is +-18 points wide (25 prompts), the paired change on the same prompts is +-2
+    s = pd.DataFrame({"step": [0, 10], "value": [40.0, 36.0], "ci_low": [22.0, 18.0], "ci_high": [58.0, 54.0],
+                      "unit": "%", "delta": [np.nan, -4.0], "delta_ci_low": [np.nan, -6.0],
+                      "delta_ci_high": [np.nan, -2.0], "delta_n": [np.nan, 25]})
+    c = frames.baseline_change(s, "eval/if_prompt_strict")
+    assert c["change_low"].iloc[1] == pytest.approx(-6.0) and c["change_high"].iloc[1] == pytest.approx(-2.0)
+    assert bool(c["paired"].iloc[1]) and not bool(c["paired"].iloc[0])
+
+
+def test_perplexity_change_is_percent_of_the_step_0_value_reconstructed_from_the_delta():
+    # step-0 value = value - delta = 50 even when the step-0 record is not in the frame
+    s = pd.DataFrame({"step": [20], "value": [45.0], "unit": "ppl", "delta": [-5.0], "delta_ci_low": [-6.0],
+                      "delta_ci_high": [-4.5]})
+    c = frames.baseline_change(s, "eval/domain_ppl")
+    assert c["change"].iloc[0] == pytest.approx(-10.0) and c["baseline"].iloc[0] == pytest.approx(50.0)
+    assert (c["change_low"].iloc[0], c["change_high"].iloc[0]) == pytest.approx((-12.0, -9.0))
+
+
+def test_records_without_delta_have_change_0_at_step_0_and_no_band():
+    old = pd.DataFrame({"step": [0, 10, 20], "value": [50.0, 45.0, 40.0], "ci_low": [45.0, 40.0, 36.0],
+                        "ci_high": [55.0, 50.0, 44.0]})  # a run from before paired deltas: value CIs only
+    c = frames.baseline_change(old, "eval/domain_ppl")
+    assert c["change"].tolist() == pytest.approx([0.0, -10.0, -20.0])
+    assert c["change_low"].isna().all() and c["change_high"].isna().all() and not c["paired"].any()
+
+
+def test_general_kl_change_is_in_nats_and_a_rise_is_a_loss():
+    s = pd.DataFrame({"step": [0, 10], "value": [0.0, 0.05], "unit": "nats/token", "delta": [np.nan, 0.05],
+                      "delta_ci_low": [np.nan, 0.04], "delta_ci_high": [np.nan, 0.06]})
+    c = frames.baseline_change(s, "eval/general_kl")
+    assert c["change"].tolist() == pytest.approx([0.0, 0.05]) and c["gain"].iloc[1] == pytest.approx(-0.05)
+    assert (c["gain_low"].iloc[1], c["gain_high"].iloc[1]) == pytest.approx((-0.06, -0.04))
+    assert frames.lower_is_better("eval/general_kl") and frames.unit("eval/general_kl") == "nats"
+
+
+def test_qa_scores_are_points_and_new_metrics_are_listed():
+    assert frames.points_scale("eval/qa_em") == frames.points_scale("eval/qa_f1") == 1.0
+    assert frames.points_scale("eval/qa_em", "%") == 1.0 and frames.points_scale("eval/coherence_distinct2") == 100.0
+    assert frames.DOMAIN_METRICS.index("eval/qa_mc_acc") < frames.DOMAIN_METRICS.index("eval/qa_em")
+    assert "eval/qa_contains" in frames.DOMAIN_METRICS and "eval/general_kl" in frames.GENERAL_METRICS
+
+
+def test_labels_name_the_unit_and_the_direction():
+    assert frames.change_label("eval/domain_ppl") == "domain ppl, % change (lower is better)"
+    assert frames.change_label("eval/if_prompt_strict") == "IF prompt-level strict, points (higher is better)"
+    assert frames.change_label("eval/general_kl") == "general KL, nats/token (lower is better)"
+    assert frames.gain_label("eval/domain_ppl") == "domain ppl, % drop (higher is better)"
+    assert "sign flipped" in frames.gain_label("eval/general_kl")
+
+
+def test_latest_change_of_a_run_comes_from_its_paired_delta(tmp_path):
+    run = write_run(tmp_path, domain_drop=0.2, if_drop=4)
+    m = frames.load_metrics(run)
+    c = frames.latest_change(m, ("eval/domain_ppl",))
+    assert c["gain"] == pytest.approx(20.0) and (c["gain_low"], c["gain_high"]) == pytest.approx((19.0, 21.0))
+    assert frames.latest_gain(m, ("eval/if_prompt_strict",)) == pytest.approx(-4.0)
+    assert frames.unpaired_metrics(m, frames.DOMAIN_METRICS) == []
 
 
 def naive_ema(values, weight):

@@ -106,6 +106,8 @@ def test_home_lists_runs_with_progress_gain_and_if_change(store):
     assert set(table.index) == {a.id, b.id}
     assert table.loc[a.id, "domain gain"] == pytest.approx(30.0)
     assert table.loc[a.id, "IF change"] == pytest.approx(-8.0)
+    assert table.loc[a.id, "domain gain CI"] == "+29.0 .. +31.0 · domain ppl, % drop (higher is better)"
+    assert table.loc[a.id, "IF change CI"].startswith("-11.0 .. -5.0 · IF prompt-level strict, points")
     assert table.loc[a.id, "warnings"] == 1 and table.loc[b.id, "status"] == "running"
 
 
@@ -136,8 +138,14 @@ def test_monitor_draws_loss_mix_and_baseline_charts_with_warnings(store):
     titles = [str(s["layout"].get("title", {}).get("text", "")) for s in specs]
     assert any("Training loss" in t for t in titles) and any("Realized mix" in t for t in titles)
     baseline = next(s for s in specs if any("Domain" in str(ann.get("text")) for ann in s["layout"].get("annotations", [])))
-    dppl = next(t for t in baseline["data"] if t.get("name") == "domain_ppl (%)")
+    dppl = next(t for t in baseline["data"] if t.get("name") == "domain ppl, % change (lower is better)")
     assert values(dppl["y"]) == pytest.approx([0.0, -15.0, -30.0])  # change from step 0, in %
+    band = next(t for t in baseline["data"] if t.get("name") == "domain ppl, % change (lower is better) 95% paired CI")
+    assert max(values(band["y"])) == pytest.approx(0.0) and min(values(band["y"])) == pytest.approx(-31.0)
+    knowledge = next(s for s in specs if "Knowledge QA" in str(s["layout"].get("title", {}).get("text", "")))
+    chance = next(t for t in knowledge["data"] if t.get("name") == "multiple-choice chance, %")
+    assert chance["line"]["dash"] == "dash" and set(values(chance["y"])) == {20.0}
+    assert "95% paired bootstrap CI" in texts(at)
     assert all(s["layout"].get("uirevision") == a.id for s in specs)  # zoom survives refresh
     assert "IF prompt-level strict fell" in texts(at)
     assert [m.value for m in at.metric][:2] == ["completed", "20 / 20"]
@@ -162,6 +170,22 @@ def test_compare_shows_tradeoff_with_frontier_diff_and_paired_items(store):
     assert {"mix.domain", "mix.replay", "name"} <= set(diff.index) and "train.lr" not in diff.index
     pairs = frame_with(at, "response A")
     assert len(pairs) == 4 and {"response A", "response B"} <= set(pairs.columns)
+    paired = frame_with(at, "verdict").set_index("metric")
+    assert paired.loc["IF prompt-level strict", "n"] == 4 and paired.loc["IF prompt-level strict", "unit"] == "points"
+    assert tradeoff["layout"]["xaxis"]["title"]["text"] == "domain ppl, % drop (higher is better)"
+
+
+def test_compare_tradeoff_can_use_general_kl_for_retention_with_paired_error_bars(store):
+    a, b = store
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    at.selectbox(key="tradeoff_y").set_value("eval/general_kl").run()
+    assert not at.exception
+    tradeoff = next(s for s in charts(at) if "Trade-off" in str(s["layout"]["title"]["text"]))
+    assert "general KL, nats/token, sign flipped (higher is better" in tradeoff["layout"]["yaxis"]["title"]["text"]
+    bars = [t for t in tradeoff["data"] if t.get("name", "").endswith("95% paired CI")]
+    assert len(bars) == 2 and all("error_x" in t and "error_y" in t for t in bars)
+    at.selectbox(key="pair_eval").set_value("knowledge_qa").run()
+    assert frame_with(at, "verdict").set_index("metric").loc["QA exact match", "n"] == 2
 
 
 def test_compare_metric_and_axis_choice_redraws_the_curves(store):

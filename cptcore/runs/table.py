@@ -11,13 +11,17 @@ from ..config import ROLES
 from .store import Run
 
 HOME_COLUMNS = ("run", "name", "status", "progress", "step", "max_steps", "tokens", "model", "kind", "recipe",
-                "method", "mix", "lr", "domain gain", "IF change", "warnings", "error", "group", "tags", "note",
-                "created")
+                "method", "mix", "lr", "domain gain", "domain gain CI", "IF change", "IF change CI", "warnings",
+                "error", "group", "tags", "note", "created")
+DOMAIN_GAIN = ("eval/domain_ppl", "eval/qa_mc_acc", "eval/qa_em", "eval/qa_f1")  # the first one a run has
+IF_CHANGE = ("eval/if_prompt_strict", "eval/if_inst_strict")
 
 
 def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
     """Status, progress, config summary, tags and note of a run; with metrics, also tokens seen, the last value
-    of every metric, the domain gain and IF change against step 0, and the warning count.
+    of every metric, the domain gain and IF change against step 0 (frames.latest_change: the latest record's
+    paired change; "... CI" is its 95% paired CI as text with the metric and unit, "" without a paired delta),
+    and the warning count.
 
     mix: the whole run's planned token shares (every stage) from the plan in its manifest; the config's mix
     until the run has built its data."""
@@ -40,7 +44,7 @@ def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
 
 
 def _metric_fields(run: Run, st: dict, max_steps: int | None) -> dict[str, Any]:
-    from ..frames import final_values, latest_gain, load_metrics
+    from ..frames import final_values, latest_change, load_metrics
 
     m = load_metrics(run)
     step = max(int(st.get("step") or 0), m.last_step)
@@ -52,10 +56,21 @@ def _metric_fields(run: Run, st: dict, max_steps: int | None) -> dict[str, Any]:
         "step": step, "progress": min(1.0, step / max_steps) if max_steps else 0.0,
         "tokens": int(loss["tokens"].iloc[-1]) if len(loss) else 0,
         "final_metrics": final,
-        "domain gain": latest_gain(m, ("eval/domain_ppl", "eval/qa_em", "eval/qa_f1")),
-        "IF change": latest_gain(m, ("eval/if_prompt_strict", "eval/if_inst_strict")),
+        **_gain_fields("domain gain", latest_change(m, DOMAIN_GAIN)),
+        **_gain_fields("IF change", latest_change(m, IF_CHANGE)),
         "warnings": int((m.events["name"] == "event/warning").sum()) if len(m.events) else 0,
     }
+
+
+def _gain_fields(column: str, c: dict | None) -> dict[str, Any]:
+    import math
+
+    from ..frames import gain_label
+
+    if c is None:
+        return {column: None, f"{column} CI": ""}
+    ci = "no paired CI" if math.isnan(c["gain_low"]) else f"{c['gain_low']:+.1f} .. {c['gain_high']:+.1f}"
+    return {column: c["gain"], f"{column} CI": f"{ci} · {gain_label(c['name'])}"}
 
 
 def runs_table(runs: list[Run]):
