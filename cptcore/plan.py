@@ -316,6 +316,9 @@ def cmd_plan(args) -> int:
     """`cpt plan CONFIG`: the stages, steps and tokens per role a config will train (no model weights)."""
     cfg = RunConfig.load(args.config, args.set)
     p = plan(cfg, count=None if args.no_count else counter_for(cfg))
+    from .data.leaks import check_leaks
+
+    check_leaks(cfg, p)  # a plan that trains on its own evaluation items is refused here, as in training
     print(json.dumps(p.to_dict(), indent=1) if args.json else describe(p, cfg))
     return 0
 

@@ -226,7 +226,7 @@ b1, b2, b3 = st.columns(3)
 if b1.button("Launch", type="primary", key="launch"):
     try:
         run = launch.launch(cfg, HOME)
-    except (ConfigError, OSError) as e:
+    except (ConfigError, DataError, OSError) as e:
         st.error(f"Launch failed: {e}")
     else:
         st.session_state["monitor_run"] = run.id

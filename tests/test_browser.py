@@ -199,6 +199,6 @@ def journey(page, url: str, home: Path) -> None:
     page.get_by_text("Trade-off: domain gain vs retention").first.wait_for(timeout=60_000)
     wait_until(lambda: trace_points(page, "Pareto frontier"), 60, "the trade-off chart's Pareto frontier")
     page.get_by_text("Config diff").wait_for()
-    page.get_by_test_id("stDataFrame").first.wait_for()  # the diff table, drawn just after its heading
+    page.locator("[data-testid=stDataFrame]:visible").first.wait_for()  # the diff table (others sit in closed expanders)
     replays = [yaml.safe_load(c.read_text())["mix"]["replay"] for c in sorted(home.glob("*/config.yaml"))]
     assert len(replays) == 2 and replays[1] > replays[0]  # run ids sort by creation time

@@ -136,3 +136,14 @@ def test_missing_column_is_named(tmp_path, tiny_cfg, tok):
     cfg = tiny_cfg.with_overrides([f"data.domain={f}"])
     with pytest.raises(DataError, match="missing column 'text'"):
         mix_of(cfg, tok, 10)
+
+
+def test_keep_and_drop_select_rows_by_a_field_after_max_rows(tmp_path):
+    f = tmp_path / "d.jsonl"
+    f.write_text("".join(json.dumps({"text": f"doc {i}", "entity_id": f"e-{i % 4}"}) + "\n" for i in range(12)))
+    keep = read_records(SourceConfig(path=str(f), max_rows=8, keep={"entity_id": ["e-1", "e-2"]}))
+    assert [r["text"] for r in keep] == ["doc 1", "doc 2", "doc 5", "doc 6"]
+    drop = read_records(SourceConfig(path=str(f), drop={"entity_id": ["e-0", "e-1", "e-2"]}))
+    assert [r["text"] for r in drop] == ["doc 3", "doc 7", "doc 11"]
+    with pytest.raises(DataError, match="no rows left after keep/drop"):
+        read_records(SourceConfig(path=str(f), keep={"entity_id": ["nobody"]}))

@@ -1,4 +1,5 @@
 """Evaluations inside training: step-0 baseline, schedule, per-item files, warnings, stop, errors."""
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -205,3 +206,20 @@ def test_training_run_holds_step0_and_final_evaluations(tiny_cfg, tmp_path):
     assert [r["step"] for r in ppl] == [0, 2, 3]
     assert all(r["n"] == 4 for r in ppl)
     assert ppl[-1]["value"] < ppl[0]["value"]  # the tiny model trained on similar words: held-out ppl falls
+
+
+def test_a_significant_rise_of_heldout_domain_ppl_above_its_best_is_a_memorization_sign(tmp_path, tiny):
+    cb, run = make_callback(tmp_path, tiny, ["domain_ppl"])
+    losses = {0: LOSS, 2: [x - 0.8 for x in LOSS], 4: [x - 0.6 for x in LOSS], 6: [x - 0.3 for x in LOSS]}
+
+    def suite_run(name, model, tokenizer, round_id=0):  # a perplexity of the given per-document losses
+        return [dataclasses.replace(score_of("eval/replay_ppl", losses[fake_suite.step]), name="eval/domain_ppl")], []
+
+    cb.suite.run = suite_run
+    for step in (0, 2, 4, 6):
+        fake_suite.step = step
+        cb.evaluate(tiny[0], step, ["domain_ppl"])
+    signs = [r for r in run.read_metrics() if r.get("kind") == "memorization"]
+    # best at step 2; step 4 is +22% above it (significant): told once, not again at step 6
+    assert [(w["step"], w["best_step"]) for w in signs] == [(4, 2)]
+    assert "memorized" in signs[0]["message"] and signs[0]["delta_ci_low"] > 0

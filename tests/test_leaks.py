@@ -60,7 +60,7 @@ def test_a_heldout_conversation_trained_as_instructions_is_refused(eval_cfg):
 
 
 def test_the_evaluation_qa_file_itself_is_refused_as_qa_data(eval_cfg):
-    cfg = eval_cfg.with_overrides({"recipe": "pit", "data.qa": str(eval_cfg.eval.qa_source.path)})
+    cfg = eval_cfg.with_overrides({"recipe": "cpt_then_it", "data.qa": str(eval_cfg.eval.qa_source.path)})
     assert "data.qa" in refusal(cfg) and "2 of its 2 rows" in refusal(cfg)
 
 

@@ -47,9 +47,9 @@ def test_cpt_plan_equals_the_manifest_of_the_run_cpt_train_makes(preset, capsys,
 
 
 def test_stages_tile_the_run_and_their_roles_add_up():
-    cfg = RunConfig.load(ROOT / "experiments" / "recipes" / "pit.yaml")
+    cfg = RunConfig.load(ROOT / "experiments" / "recipes" / "pit_plus.yaml")
     p = plan(cfg)
-    assert len(p.stages) >= 2
+    assert len(p.stages) == 3
     assert [s.first_step for s in p.stages] == [sum(x.steps for x in p.stages[:i]) for i in range(len(p.stages))]
     assert p.steps == cfg.train.max_steps and p.sequences == p.steps * p.seqs_per_step
     for s in p.stages:
@@ -74,8 +74,8 @@ def test_chat_roles_count_fewer_loss_tokens_than_input_tokens():
 
 
 def test_a_plan_error_names_the_stage_and_what_to_set():
-    cfg = RunConfig().with_overrides({"recipe": "pit", "data.qa": ""})
-    with pytest.raises(ConfigError, match=r"stage 1 'qa' mixes instruct .* \(set data.qa\)"):
+    cfg = RunConfig().with_overrides({"recipe": "cpt_then_it", "data.qa": ""})
+    with pytest.raises(ConfigError, match=r"stage 2 'qa' mixes instruct .* \(set data.qa\)"):
         plan(cfg)
     with pytest.raises(ConfigError, match="raise train.max_steps"):
         plan(RunConfig().with_overrides({"recipe": "pit", "train.max_steps": 1}))
@@ -88,7 +88,7 @@ def test_cpt_plan_loads_no_model_and_no_torch():
             "assert 'transformers' not in sys.modules, 'transformers imported'")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "2. qa+documents" in out.stdout and "passes over" in out.stdout
+    assert "2. qa+train_docs" in out.stdout and "3. test_docs" in out.stdout and "passes over" in out.stdout
 
 
 def test_a_loss_token_plan_is_what_the_run_packs_stage_by_stage(capsys):

@@ -37,7 +37,9 @@ def tok():
 
 @pytest.fixture
 def qa_file(tmp_path):
-    rows = [{"question": f"Which river flows through Town{i}?", "answer": f"River{i} Creek"} for i in range(20)]
+    """20 QA pairs about the first 5 of entity_docs' 10 towns (the pit recipes split documents by them)."""
+    rows = [{"question": f"Which river number {i} flows through Velmora{i % 5}?", "answer": f"River{i} Creek",
+             "entity": f"Velmora{i % 5}"} for i in range(20)]
     return write_jsonl(tmp_path / "qa.jsonl", rows)
 
 
@@ -96,14 +98,14 @@ def test_smoke_recipe_trains_end_to_end(tmp_path, data_files, path):
     assert len(losses) == result["steps"] and all(np.isfinite(losses))
 
 
-def test_pit_stages_run_in_order_with_their_own_data_and_lr(tmp_path, data_files, qa_file):
-    cfg = RunConfig.load(RECIPE_DIR / "pit_smoke.yaml", [
-        f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}", f"data.qa={qa_file}",
-        "recipe_options.qa_lr_ratio=0.1", "train.warmup_ratio=0", "train.schedule=constant"])
+def test_pit_plus_stages_run_in_order_with_their_own_data_and_lr(tmp_path, data_files, qa_file, entity_docs):
+    cfg = RunConfig.load(RECIPE_DIR / "pit_plus_smoke.yaml", [
+        f"data.domain={entity_docs}", f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}",
+        f"data.qa={qa_file}", "recipe_options.qa_lr_ratio=0.1", "train.warmup_ratio=0", "train.schedule=constant"])
     run = Run.create(tmp_path / "runs", cfg)
     train_run(run, progress=False)
     records = run.read_metrics()
-    assert [r["stage"] for r in records if r["name"] == "event/stage"] == ["qa", "documents", "final_qa"]
+    assert [r["stage"] for r in records if r["name"] == "event/stage"] == ["qa", "qa+train_docs", "test_docs"]
     lr = {r["step"]: r["value"] for r in records if r["name"] == "train/lr"}
     qa_steps, doc_steps = plan(cfg)[0], plan(cfg)[1]
     assert lr[qa_steps.steps] == pytest.approx(cfg.train.lr * 0.1)  # QA stage at its own peak
@@ -116,8 +118,26 @@ def test_pit_stages_run_in_order_with_their_own_data_and_lr(tmp_path, data_files
     assert by_step[doc_steps.first_step + 2]["mix/domain"] > 0.5
 
 
-def test_qa_stages_train_on_answer_tokens_only(tok, tiny_cfg, qa_file):
-    cfg = tiny_cfg.with_overrides({"recipe": "pit_plus", "data.qa": str(qa_file), "train.max_steps": 10})
+def test_pit_recipes_train_qa_with_its_own_documents_then_the_documents_without_qa(tiny_cfg, qa_file, entity_docs):
+    from cptcore.data.sources import read_records
+    from cptcore.recipes import recipe_stages
+
+    for recipe, names in (("pit", ["qa+train_docs", "test_docs"]), ("pit_plus", ["qa", "qa+train_docs", "test_docs"])):
+        cfg = tiny_cfg.with_overrides({"recipe": recipe, "data.qa": str(qa_file), "data.domain": str(entity_docs)})
+        stages = recipe_stages(cfg)
+        assert [s.name for s in stages] == names
+        train_docs, test_docs = stages[-2].data.domain, stages[-1].data.domain
+        assert sorted(r["entity"] for r in read_records(train_docs[0])) == [f"Velmora{i}" for i in range(5)]
+        assert sorted(r["entity"] for r in read_records(test_docs[0])) == [f"Velmora{i}" for i in range(5, 10)]
+        assert stages[-2].data.instruct == cfg.data.qa and stages[-1].data.instruct is None
+    assert stages[0].lr == pytest.approx(cfg.train.lr / 6)  # QA at Jiang et al.'s 1/6 of the document LR
+    with pytest.raises(ConfigError, match="name no entity_id or entity"):
+        recipe_stages(tiny_cfg.with_overrides({"recipe": "pit", "data.qa": tiny_cfg.data.instruct[0].path}))
+
+
+def test_qa_stages_train_on_answer_tokens_only(tok, tiny_cfg, qa_file, entity_docs):
+    cfg = tiny_cfg.with_overrides({"recipe": "pit_plus", "data.qa": str(qa_file), "data.domain": str(entity_docs),
+                                   "train.max_steps": 10})
     data = build_mix(cfg, tok)
     answers = [json.loads(l)["answer"] for l in qa_file.read_text().splitlines()]
     qa_rows = np.flatnonzero((data.stage == 0) & (data.roles == 2))
@@ -167,7 +187,7 @@ def test_progressive_mix_ramps_the_domain_share_in_the_stream(tmp_path, tiny_cfg
 @pytest.mark.parametrize("overrides, message", [
     ({"stages": []}, "stages: the stage list is empty"),
     ({"recipe": "pit_plus_plus"}, "recipe: unknown recipe"),
-    ({"recipe": "pit", "data.qa": ""}, "stage 1 'qa' mixes instruct"),
+    ({"recipe": "pit", "data.qa": ""}, "recipe pit: data.qa is empty"),
     ({"stages": [{"name": "general", "mix": {"domain": 0, "replay": 1, "instruct": 0}, "data": {"replay": ""}}]},
      "stage 1 'general' mixes replay"),
     ({"ewc.enabled": True, "mix.replay": 0, "mix.domain": 0.9, "data.replay": ""}, "ewc.enabled needs"),
@@ -190,22 +210,23 @@ def test_bad_recipe_input_fails_in_one_line_before_a_run_exists(tmp_path, tiny_c
 def test_cpt_recipes_and_plan_print_the_stage_plan(capsys, command):
     assert main([command, str(RECIPE_DIR / "pit_plus_smoke.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "1. qa" in out and "2. qa+documents" in out and "builtin:knowledge_qa_train" in out
+    assert "1. qa" in out and "2. qa+train_docs" in out and "3. test_docs" in out
+    assert "builtin:knowledge_qa_train" in out
     assert "passes over" in out  # the tiny tokenizer is on disk: sources are counted
 
 
-def test_resumed_multi_stage_run_keeps_its_stages_and_lr(tmp_path, data_files, qa_file):
+def test_resumed_multi_stage_run_keeps_its_stages_and_lr(tmp_path, data_files, qa_file, entity_docs):
     import shutil
 
     from cptcore.runs.metrics import latest_attempt
 
     cfg = RunConfig.load(RECIPE_DIR / "pit_smoke.yaml", [
-        f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}", f"data.qa={qa_file}",
-        "train.save_every_steps=2", "train.save_total_limit=10", "recipe_options.qa_lr_ratio=0.5"])
+        f"data.domain={entity_docs}", f"data.replay={data_files['replay']}", f"data.instruct={data_files['instruct']}",
+        f"data.qa={qa_file}", "train.save_every_steps=2", "train.save_total_limit=10"])
     run = Run.create(tmp_path / "runs", cfg)
     train_run(run, progress=False)
     first = {r["step"]: r["value"] for r in run.read_metrics() if r["name"] == "train/lr"}
-    for step in (6, 8):  # pretend it died after step 4, in the middle of the documents stage
+    for step in (4, 6, 8):  # pretend it died after step 2, in the middle of the first stage
         shutil.rmtree(run.checkpoints_dir / f"checkpoint-{step}")
     cfg.with_overrides(["train.resume_from=last"]).save(run.config_path)
     train_run(run, progress=False)
@@ -213,4 +234,4 @@ def test_resumed_multi_stage_run_keeps_its_stages_and_lr(tmp_path, data_files, q
     lr = {r["step"]: r["value"] for r in records if r["name"] == "train/lr"}
     assert sorted(lr) == list(range(1, 9)) and lr == pytest.approx(first)
     resumed_events = [r for r in run.read_metrics() if r["name"] == "event/stage" and r["attempt"] == 2]
-    assert [r["stage"] for r in resumed_events] == ["final_qa"]  # boundaries ahead of the resume point only
+    assert [r["stage"] for r in resumed_events] == ["test_docs"]  # boundaries ahead of the resume point only

@@ -63,4 +63,4 @@ def test_a_staged_run_shows_the_mix_its_plan_trains_not_the_config_mix(tmp_path)
     planned = plan(run.config())
     run.write_manifest({"plan": planned.to_dict()})
     row = run_row(run, metrics=False)
-    assert row["mix"] == pytest.approx(planned.requested) and row["mix"]["instruct"] > 0.2  # the QA stage counts
+    assert row["mix"] == pytest.approx(planned.requested) and row["mix"]["instruct"] > 0.15  # the QA stage counts

@@ -58,17 +58,19 @@ class StageConfig(_Section):
 class RecipeOptionsConfig(_Section):
     """Knobs of the built-in recipes (Jiang et al. 2024; Ovadia et al. 2025). Budgets are shares of train.max_steps."""
     qa_budget: float = Field(
-        0.3, gt=0, lt=1, description="Share of the steps in the QA-only stage (cpt_then_it: last; pit, pit_plus: first).",
+        0.3, gt=0, lt=1, description="Share of the steps in the QA-only stage (cpt_then_it: last; pit_plus: first).",
     )
     qa_share: float = Field(
-        0.3, gt=0, lt=1, description="pit_plus: share of QA (in mix.unit) in the stage that trains QA and "
-        "documents together.",
+        0.3, gt=0, lt=1, description="pit, pit_plus: share of QA (in mix.unit) in the stage that trains the QA "
+        "pairs together with their own documents.",
     )
-    final_it_budget: float = Field(
-        0.0, ge=0, lt=1, description="pit: share of the steps in a final QA instruction-tuning stage (0 = none).",
+    test_docs_budget: float = Field(
+        0.5, gt=0, lt=1, description="pit, pit_plus: share of the steps in the last stage, on the documents that "
+        "have no QA pairs (Jiang et al. 2024's test documents, whose questions are never trained).",
     )
     qa_lr_ratio: float = Field(
-        1.0, gt=0, le=10, description="LR of QA stages relative to train.lr (Jiang et al.: 5e-6 vs 3e-5, about 1/6).",
+        1 / 6, gt=0, le=10, description="LR of QA stages relative to train.lr: Jiang et al. 2024 train QA at 5e-6 "
+        "and documents at 3e-5, 1/6.",
     )
 
 
@@ -89,9 +91,10 @@ class DynamicMixConfig(_Section):
                         "decline, and moved back per evaluation after recovery.")
     max_replay: float = Field(0.5, gt=0, le=1, description="Upper bound of the replay share.")
     max_instruct: float = Field(0.3, gt=0, le=1, description="Upper bound of the instruct share.")
-    general_loss_pct: float = Field(1.0, gt=0, description="Decline: ln(replay_ppl) this % above step 0.")
-    if_drop_points: float = Field(2.0, gt=0, description="Decline: IFEval prompt-level strict this many "
-                                  "points below step 0.")
+    general_loss_pct: float = Field(1.0, gt=0, description="Decline: ln(replay_ppl) at least this % above "
+                                    "step 0, significantly (95% paired CI excludes 0), as the warnings decide.")
+    if_drop_points: float = Field(2.0, gt=0, description="Decline: IFEval prompt-level strict at least this many "
+                                  "points below step 0, significantly (95% paired CI excludes 0).")
 
 
 class EWCConfig(_Section):

@@ -69,8 +69,14 @@ def read_records(source: SourceConfig) -> list[dict]:
             rows.extend(_read_file(f, source.text_field))
     if source.max_rows:
         rows = rows[: source.max_rows]
+    for field, values in (source.keep or {}).items():
+        wanted = set(map(str, values))
+        rows = [r for r in rows if str(r.get(field)) in wanted]
+    for field, values in (source.drop or {}).items():
+        unwanted = set(map(str, values))
+        rows = [r for r in rows if str(r.get(field)) not in unwanted]
     if not rows:
-        raise DataError(f"{source.path}: no rows")
+        raise DataError(f"{source.path}: no rows" + (" left after keep/drop" if source.keep or source.drop else ""))
     return rows
 
 

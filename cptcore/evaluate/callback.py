@@ -15,11 +15,13 @@ from ..config import GENERATION_EVALUATORS, RunConfig
 from .stats import decline, paired_change
 from .suite import Suite, items_path, load_scores, scores_path, write_items, write_scores
 
-# metric -> (threshold field of EvalConfig, what the warning calls it, unit of the threshold)
+MEMORIZATION_RISE_PCT = 10.0  # held-out domain ppl this far above its best (and significantly) is a sign
+
+# metric -> (threshold field of EvalConfig, what the warning says, unit of the threshold)
 WARN_RULES = {
-    "eval/replay_ppl": ("warn_general_loss_pct", "general (replay) loss", "% of ln(ppl)"),
-    "eval/if_prompt_strict": ("warn_if_drop_points", "IFEval prompt-level strict", "points"),
-    "eval/coherence_distinct2": ("warn_distinct2_drop", "coherence (distinct-2)", ""),
+    "eval/replay_ppl": ("warn_general_loss_pct", "general (replay) loss ln(ppl) up", "%"),
+    "eval/if_prompt_strict": ("warn_if_drop_points", "IFEval prompt-level strict down", " points"),
+    "eval/coherence_distinct2": ("warn_distinct2_drop", "coherence distinct-2 down", ""),
 }
 
 
@@ -35,6 +37,9 @@ class EvalCallback(TrainerCallback):
         self.done: dict[int, set[str]] = {}
         self.last_ok_step = 0
         self._round = 0
+        self._best_domain: tuple[int, float, dict] | None = None  # (step, ppl, items) of the lowest domain_ppl
+        self._memorization_told = False
+        self.items_now: dict[str, dict] = {}
 
     # --- hooks -------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -70,6 +75,7 @@ class EvalCallback(TrainerCallback):
         self._round += 1
         tokens = step * self.tokens_per_step
         written: dict[str, dict] = {}
+        self.items_now: dict[str, dict] = {}  # this evaluation's items per metric
         out_dir = self.run.dir / "eval"
         for name in names:
             try:
@@ -81,6 +87,7 @@ class EvalCallback(TrainerCallback):
                                   step, tokens, evaluator=name)
                 continue
             for s in scores:
+                self.items_now[s.name] = s.items
                 extra = dict(s.extra)
                 if step == 0:
                     self.baseline[s.name] = (s.items, s.kind)
@@ -90,7 +97,9 @@ class EvalCallback(TrainerCallback):
                                                     ci_high=s.ci_high, evaluator=name, **extra)
         self.done.setdefault(step, set()).update(names)
         if step == 0:
+            self._memorization_sign(written.get("eval/domain_ppl"), step, tokens)
             return written
+        self._memorization_sign(written.get("eval/domain_ppl"), step, tokens)
         breaches = self.breaches(written)
         for metric, rec, message in breaches:
             extra = {"metric": metric, "baseline": rec["value"] - rec["delta"], "value_now": rec["value"],
@@ -107,6 +116,30 @@ class EvalCallback(TrainerCallback):
             self.last_ok_step = step
         return written
 
+    def _memorization_sign(self, rec: dict | None, step: int, tokens: int) -> None:
+        """Held-out paraphrase perplexity rising significantly above its best while training goes on: the
+        model is learning the documents' wording rather than more of their facts (Jiang et al. 2024). Told once."""
+        items = self.items_now.get("eval/domain_ppl") if rec else None
+        if rec is None or items is None:
+            return
+        best = self._best_domain
+        if best is None or rec["value"] < best[1]:
+            self._best_domain = (step, rec["value"], items)
+            return
+        if self._memorization_told:
+            return
+        change = paired_change(items, best[2], "exp")
+        rise = 100 * (rec["value"] / best[1] - 1)
+        if change and change["delta_ci_low"] > 0 and rise >= MEMORIZATION_RISE_PCT:
+            self._memorization_told = True
+            self.writer.event(
+                "event/warning", f"memorization sign: held-out domain perplexity {best[1]:.4g} at step {best[0]} -> "
+                f"{rec['value']:.4g} now (+{rise:.0f}%, paired 95% CI of the change {change['delta_ci_low']:+.3g} .. "
+                f"{change['delta_ci_high']:+.3g}) while training continues: the documents' wording is being "
+                f"memorized; fewer passes, a lower LR or the step-{best[0]} checkpoint may keep more", step, tokens,
+                metric="eval/domain_ppl", kind="memorization", best_step=best[0], best_value=best[1],
+                value_now=rec["value"], **change)
+
     def breaches(self, records: dict[str, dict]) -> list[tuple[str, dict, str]]:
         """(metric, record, message) for each real decline (stats.decline) beyond its threshold."""
         out = []
@@ -119,10 +152,9 @@ class EvalCallback(TrainerCallback):
             if not fires:
                 continue
             base = rec["value"] - rec["delta"]
-            out.append((metric, rec, f"{label} worse by {size:.3g}{' ' + unit if unit else ''} vs step 0 on the "
-                        f"same {rec['delta_n']} items ({base:.4g} -> {rec['value']:.4g}, paired 95% CI of the "
-                        f"change {rec['delta_ci_low']:+.3g} .. {rec['delta_ci_high']:+.3g}; threshold "
-                        f"eval.{field}={threshold:g})"))
+            out.append((metric, rec, f"{label} {size:.3g}{unit} vs step 0 on the same {rec['delta_n']} items "
+                        f"({base:.4g} -> {rec['value']:.4g}, paired 95% CI of the change {rec['delta_ci_low']:+.3g} .. "
+                        f"{rec['delta_ci_high']:+.3g}; threshold eval.{field}={threshold:g})"))
         return out
 
     def _checkpoint_at_or_before(self, step: int) -> str | None:
