@@ -88,3 +88,11 @@ def test_experiment_configs_load():
     for path in sorted(Path(__file__).parents[1].glob("experiments/*.yaml")):
         RunConfig.load(path)
         assert yaml.safe_load(path.read_text())  # non-empty
+
+
+def test_a_saved_config_with_the_removed_final_qa_stage_still_loads_unless_it_asked_for_one():
+    from cptcore.config import RunConfig
+
+    assert RunConfig.from_dict({"recipe_options": {"final_it_budget": 0.0}}).recipe_options.qa_budget == 0.3
+    with pytest.raises(Exception, match="final_it_budget was removed"):
+        RunConfig.from_dict({"recipe_options": {"final_it_budget": 0.25}})

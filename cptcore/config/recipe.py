@@ -68,6 +68,18 @@ class RecipeOptionsConfig(_Section):
         0.5, gt=0, lt=1, description="pit, pit_plus: share of the steps in the last stage, on the documents that "
         "have no QA pairs (Jiang et al. 2024's test documents, whose questions are never trained).",
     )
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_fields(cls, v: Any) -> Any:
+        """final_it_budget (a final QA stage of the old pit recipe) is gone: 0 is read as absent."""
+        if isinstance(v, dict) and "final_it_budget" in v:
+            v = dict(v)
+            if v.pop("final_it_budget") not in (0, 0.0, None):
+                raise ValueError("final_it_budget was removed: pit now ends with the documents that have no QA "
+                                 "(Jiang et al. 2024, variant 7); for a final QA stage use recipe cpt_then_it or "
+                                 "explicit stages")
+        return v
+
     qa_lr_ratio: float = Field(
         1 / 6, gt=0, le=10, description="LR of QA stages relative to train.lr: Jiang et al. 2024 train QA at 5e-6 "
         "and documents at 3e-5, 1/6.",
