@@ -102,7 +102,7 @@ def matched(cfg: RunConfig, recipe: str, passes: float) -> RunConfig:
     if recipe in ("pit", "pit_plus"):  # documents of the two stages take domain shares d1 and d2
         first = cfg.recipe_options.qa_budget if recipe == "pit_plus" else 0.0
         d1 = 1 - cfg.mix.replay - cfg.recipe_options.qa_share
-        c = c.with_overrides({"recipe_options.test_docs_budget": (1 - first) * cfg.mix.domain / (d1 + cfg.mix.domain)})
+        c = c.with_overrides({"recipe_options.test_docs_budget": (1 - first) * d1 / (d1 + cfg.mix.domain)})
     probe = doc_passes(c)
     steps = max(2, round(c.train.max_steps * passes / probe["test"]))
     return c.with_overrides({"train.max_steps": steps})
