@@ -12,6 +12,7 @@ The prefix names the unit (mix: input tokens, mix_loss: loss tokens); requested/
 """
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -132,6 +133,8 @@ class MetricStream(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         role_loss = self.meter.means()  # collective in DDP: every rank calls it
+        if logs and "loss" in logs:
+            _check_finite_logs(logs, state.global_step)  # the logged loss is the same on every rank
         if self.writer is None or not logs or "loss" not in logs:
             return
         step = state.global_step
@@ -162,6 +165,19 @@ class MetricStream(TrainerCallback):
                     if targeted:
                         w.write(f"{prefix}/requested/{role}", requested[role], step, tokens)
         self._last_step, self._busy = step, 0.0
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite: the run fails at that step instead of going on."""
+
+
+def _check_finite_logs(logs: dict, step: int) -> None:
+    bad = {k: logs.get(k) for k in ("loss", "grad_norm")
+           if logs.get(k) is not None and not math.isfinite(float(logs[k]))}
+    if bad:
+        got = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise TrainingDiverged(f"training diverged at step {step}: {got} (lower train.lr, raise train.warmup_ratio "
+                               "or check the data; the newest checkpoint before this step is the last good model)")
 
 
 class QuietProgress(ProgressCallback):

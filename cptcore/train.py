@@ -62,6 +62,7 @@ def training_args(cfg: RunConfig, run: Run, device: str, progress: bool, max_ste
         max_grad_norm=t.max_grad_norm,
         seed=t.seed,
         logging_steps=t.log_every_steps,
+        logging_nan_inf_filter=False,  # a diverged loss must show as NaN/inf (MetricStream fails the run), not as 0
         save_strategy="steps",
         # stop_on_warning keeps the last checkpoint that did not breach: save at every evaluation
         save_steps=t.save_every_steps or (cfg.eval.every_steps if cfg.eval.stop_on_warning else t.max_steps),

@@ -49,6 +49,9 @@ def finished_run(home, status):
     (["train", "missing.yaml"], "missing.yaml: config file not found"),
     (["sweep", "missing.yaml", "--grid", "train.lr=1,2"], "missing.yaml: config file not found"),
     (["metrics", "nope"], "unknown run id 'nope'"),
+    (["delete", "2", "--yes"], "unknown run id '2'"),        # a digit of some id is not that run
+    (["delete", "?", "--yes"], "invalid run id '?'"),         # nor is a glob
+    (["status", "*"], "invalid run id '*'"),
     (["sweep", "experiments/smoke.yaml", "--grid", "mix.replay=1.5"], "mix.replay=1.5"),
 ])
 def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, monkeypatch, capsys, argv, message):

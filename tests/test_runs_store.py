@@ -14,18 +14,35 @@ from run_store import make_run
 
 
 # --- run folders ------------------------------------------------------------------------------
-def test_create_writes_the_config_first_and_open_finds_a_run_by_a_unique_part_of_its_id(tmp_path):
+def test_create_writes_the_config_first_and_open_finds_a_run_by_its_id_a_unique_prefix_or_its_tag(tmp_path):
     run = Run.create(tmp_path, RunConfig(name="my run/1"))
     assert run.config().name == "my run/1" and run.status()["status"] == "queued"
-    assert Run.open(tmp_path, run.id[-4:]).id == run.id
+    assert Run.open(tmp_path, run.id[-4:]).id == run.id  # the tag after the last dash
+    assert Run.open(tmp_path, run.id[:-2]).id == run.id  # a prefix
     with pytest.raises(RunError, match="unknown run id 'nope'"):
         Run.open(tmp_path, "nope")
-    with pytest.raises(RunError, match="invalid run id"):
-        Run.open(tmp_path, "../x")
     other = Run.create(tmp_path, RunConfig(name="my run/2"))
-    with pytest.raises(RunError, match="ambiguous"):
-        Run.open(tmp_path, "my-run")
     assert newest_first(list_runs(tmp_path))[0] == other.id
+    for name in ("20261201-000000-a-aaaa", "20261201-000000-b-bbbb"):  # created in the same second
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "status.json").write_text('{"status": "queued"}')
+    with pytest.raises(RunError, match="ambiguous"):
+        Run.open(tmp_path, "20261201-000000")
+    assert Run.open(tmp_path, "20261201-000000-b").id == "20261201-000000-b-bbbb"
+
+
+@pytest.mark.parametrize("spec", ["../x", "*", "?", "2*", "[0-9]*", ".hidden", "a/b"])
+def test_open_refuses_paths_and_wildcards(tmp_path, spec):
+    Run.create(tmp_path, RunConfig(name="r"))
+    with pytest.raises(RunError, match="invalid run id"):
+        Run.open(tmp_path, spec)
+
+
+def test_open_never_matches_a_substring_in_the_middle_of_an_id(tmp_path):
+    run = Run.create(tmp_path, RunConfig(name="middle"))
+    for part in ("middle", run.id[3:10], "2"):
+        with pytest.raises(RunError, match="unknown run id"):
+            Run.open(tmp_path, part)
 
 
 def test_status_keeps_fields_and_stamps_start_and_end(tmp_path):

@@ -116,3 +116,28 @@ def test_real_default_model_takes_two_steps(tmp_path):
     run = list_runs(tmp_path / "runs")[0]
     losses = [r["value"] for r in run.read_metrics() if r["name"] == "train/loss"]
     assert len(losses) == 2 and all(0 < l < 10 for l in losses)  # a trained 135M model, not random (~10.8)
+
+
+def test_a_diverging_run_fails_at_the_step_it_diverged_instead_of_completing(tiny_cfg, tmp_path, monkeypatch):
+    """NaN weights: the Trainer's nan/inf filter used to log loss 0.0 and the run ended "completed"."""
+    import torch
+
+    import cptcore.models as models
+    from cptcore.runs import Run
+    from cptcore.train import train_run
+
+    real = models.load_model
+
+    def nan_model(*args, **kwargs):
+        model, tok = real(*args, **kwargs)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("nan"))
+        return model, tok
+
+    monkeypatch.setattr(models, "load_model", nan_model)
+    run = Run.create(tmp_path / "runs", tiny_cfg.with_overrides({"train.max_steps": 4, "eval.evaluators": []}))
+    with pytest.raises(Exception, match="training diverged at step 1"):
+        train_run(run, progress=False)
+    st = run.status()
+    assert st["status"] == "failed" and "diverged at step 1" in st["error"]
+    assert not any(r["name"] == "train/loss" and r["value"] == 0.0 for r in run.read_metrics())

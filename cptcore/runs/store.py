@@ -79,6 +79,9 @@ def _yaml(text: str):
         raise ValueError(str(e)) from None
 
 
+MIN_PREFIX = len("20261201-223106")  # a run id prefix names at least the second the run was created
+
+
 @dataclass
 class Run:
     dir: Path
@@ -134,13 +137,18 @@ class Run:
 
     @classmethod
     def open(cls, home: Path | str | None, run_id: str) -> "Run":
-        """The run with this id, or the one run whose id contains it."""
+        """The run with this id, or the one run whose id starts with it (at least its date and time,
+        MIN_PREFIX characters) or whose tag it is (the 4 hex digits after the last dash). Never any other
+        substring, and never a glob: `cpt delete 2` must not pick a run whose id happens to contain a 2."""
         home = Path(home) if home is not None else cpt_home()
-        if not run_id or "/" in run_id or run_id in (".", ".."):
-            raise RunError(f"invalid run id {run_id!r}")
+        if not run_id or any(c in run_id for c in "/\\*?[]") or run_id.startswith("."):
+            raise RunError(f"invalid run id {run_id!r} (give a run id or a prefix of one; no paths or wildcards)")
         run = cls(home / run_id)
         if not run.status_path.is_file():
-            matches = [p for p in home.glob(f"*{run_id}*") if (p / "status.json").is_file()] if home.is_dir() else []
+            prefix = len(run_id) >= MIN_PREFIX
+            matches = [p for p in home.iterdir()
+                       if ((prefix and p.name.startswith(run_id)) or p.name.rsplit("-", 1)[-1] == run_id)
+                       and (p / "status.json").is_file()] if home.is_dir() else []
             if len(matches) == 1:
                 return cls(matches[0])
             if len(matches) > 1:
