@@ -5,16 +5,12 @@ launch a second run with more replay, then open Compare and see the trade-off ch
 """
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CPT_CHROMIUM", "/usr/bin/chromium")
@@ -22,59 +18,6 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no chromium at {CHROMIUM}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(check, timeout: float, what: str, every: float = 0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-@pytest.fixture
-def server(tmp_path):
-    """`streamlit run app.py` on a free local port with CPT_HOME in tmp_path; stopped (with its runs) after."""
-    port, home = free_port(), tmp_path / "runs"
-    # >= 0.05 s per step: the 400-step run stays live long enough to watch and stop on however fast a machine
-    env = dict(os.environ, CPT_HOME=str(home), PYTHONUNBUFFERED="1", CPT_STEP_DELAY_S="0.05")
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok"
-        except OSError:
-            return False
-
-    try:
-        wait_until(healthy, 60, "the streamlit server")
-        yield url, home
-    finally:
-        for st in home.glob("*/launcher.json"):  # training processes this test started
-            pgid = json.loads(st.read_text()).get("pgid")
-            if pgid:
-                try:
-                    os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def statuses(home: Path) -> dict[str, str]:

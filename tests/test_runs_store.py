@@ -136,3 +136,23 @@ def test_checkpoints_are_listed_by_step_not_by_name(tmp_path):
                                                                        "checkpoint-100"]
     assert run.last_checkpoint().name == "checkpoint-100"
     assert Run(tmp_path / "none").last_checkpoint() is None
+
+
+def test_a_torn_last_line_is_cut_before_the_next_attempt_appends(tmp_path):
+    """A full disk left `{"s` with no newline: the resumed attempt's first record must not be glued to it."""
+    path = tmp_path / "metrics.jsonl"
+    w = MetricWriter(path)
+    w.write("train/loss", 2.0, 55, 0)
+    w.close()
+    with open(path, "a") as fh:
+        fh.write('{"s')
+    w = MetricWriter(path, attempt=2)
+    w.write("train/loss", 1.9, 56, 0)
+    w.close()
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line parses: nothing glued, nothing hidden
+    assert [(r["name"], r["step"]) for r in records] == [("train/loss", 55), ("event/stream_repaired", 0),
+                                                         ("train/loss", 56)]
+    assert records[1]["bytes_dropped"] == 3
+    MetricWriter(path, attempt=3).close()  # a clean stream is left alone
+    assert path.read_text().splitlines() == lines

@@ -22,7 +22,12 @@ class MetricWriter:
         self.path = Path(path)
         self.attempt = attempt
         self.start_time = start_time if start_time is not None else time.time()
+        torn = repair_torn_tail(self.path)
         self._fh = open(self.path, "a", encoding="utf-8")
+        if torn:
+            self.event("event/stream_repaired", f"dropped a torn last line ({torn} bytes) that an interrupted "
+                       "write left (full disk, kill -9): the next record would have been glued to it", 0, 0,
+                       bytes_dropped=torn)
 
     def write(self, name: str, value: float | None, step: int, tokens: int, **extra: Any) -> dict:
         rec = {"step": int(step), "tokens": int(tokens), "time": round(time.time() - self.start_time, 3),
@@ -36,6 +41,28 @@ class MetricWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut an unfinished last line (no newline) off the stream; returns the bytes cut (0: nothing torn).
+
+    Appending after one would glue the next record onto it and lose both to every reader."""
+    try:
+        with open(path, "rb+") as fh:
+            size = fh.seek(0, 2)
+            if size == 0:
+                return 0
+            fh.seek(size - 1)
+            if fh.read(1) == b"\n":
+                return 0
+            back = min(size, 1 << 20)
+            fh.seek(size - back)
+            tail = fh.read(back)
+            cut = size - back + tail.rfind(b"\n") + 1 if b"\n" in tail else (0 if back == size else size)
+            fh.truncate(cut)
+            return size - cut
+    except FileNotFoundError:
+        return 0
 
 
 # --- tailing ---------------------------------------------------------------------------------
