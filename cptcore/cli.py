@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from pathlib import Path
 
 from .config import ConfigError, RunConfig
 from .errors import UsageError
+from .files import dumps
 from .runs import Run, RunError, cpt_home
 
 
@@ -30,7 +30,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)
     print(f"run id: {run.id}", flush=True)
     result = train_in_slot(run, cfg, progress=not args.no_progress)
-    print(json.dumps({"run_id": run.id, **result, "status": run.status().get("status")}))
+    print(dumps({"run_id": run.id, **result, "status": run.status().get("status")}))
     return 0
 
 
@@ -41,7 +41,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     runs = refresh_all(cpt_home())  # liveness first: dead processes are marked failed before they are listed
     rows = [run_row(r, metrics=args.json) for r in runs]  # the text listing needs no metric stream
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(dumps(rows, indent=1))
         return 0
     if not rows:
         print(f"no runs in {cpt_home()} (start one: cpt train experiments/smoke.yaml)")
@@ -60,7 +60,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     records = latest_attempt(run.read_metrics())
     if args.format == "json":
         for r in records:
-            print(json.dumps(r))
+            print(dumps(r))
     else:
         fields = ["step", "tokens", "time", "name", "value", "attempt"]
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore")
@@ -92,7 +92,7 @@ def cmd_score_if(args: argparse.Namespace) -> int:
     except IFEvalError as e:
         raise UsageError(str(e)) from None
     if args.json:
-        print(json.dumps({"lines": lines, "scores": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"}
+        print(dumps({"lines": lines, "scores": {s.name: {k: v for k, v in s.to_dict().items() if k != "name"}
                                                       for s in scores}}, indent=1))
         return 0
     for r in lines:
@@ -126,7 +126,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     run = Run.open(cpt_home(), args.run)
     st = refresh(run)
     if args.json:
-        print(json.dumps({"id": run.id, **st}, indent=1))
+        print(dumps({"id": run.id, **st}, indent=1))
         return 0
     fmt = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"  # noqa: E731
     print(f"run       {run.id}\nstatus    {st.get('status')}  (attempt {st.get('attempt', '-')})")

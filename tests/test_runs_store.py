@@ -1,6 +1,7 @@
 """Run folders and the metric stream: create/open, status, meta, atomic writes, the tailer, the latest-attempt
 rule and checkpoint listing."""
 import json
+import math
 import threading
 
 import pytest
@@ -156,3 +157,33 @@ def test_a_torn_last_line_is_cut_before_the_next_attempt_appends(tmp_path):
     assert records[1]["bytes_dropped"] == 3
     MetricWriter(path, attempt=3).close()  # a clean stream is left alone
     assert path.read_text().splitlines() == lines
+
+
+def strict_loads(text: str):
+    """json.loads that rejects NaN / Infinity, like other tools' parsers."""
+    return json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(f"bare {c}")))
+
+
+def test_nan_is_written_as_null_with_a_flag_and_read_back_as_nan(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    w = MetricWriter(path)
+    w.write("train/grad_norm", float("nan"), 1, 0, ci_low=float("-inf"))
+    w.write("train/loss", 2.0, 1, 0)
+    w.close()
+    raw = [strict_loads(line) for line in path.read_text().splitlines()]  # strict JSON on disk
+    assert raw[0]["value"] is None and raw[0]["nonfinite"] == {"value": "nan", "ci_low": "-inf"}
+    rec = MetricReader(path).read_new()[0]
+    assert rec["name"] == "train/grad_norm" and math.isnan(rec["value"]) and rec["ci_low"] == float("-inf")
+
+
+def test_cpt_metrics_json_is_strict_json(tmp_path, monkeypatch, capsys):
+    from cptcore.cli import main
+
+    monkeypatch.setenv("CPT_HOME", str(tmp_path))
+    run = Run.create(tmp_path, RunConfig(name="nan"))
+    w = MetricWriter(run.metrics_path)
+    w.write("train/grad_norm", float("inf"), 1, 0)
+    w.close()
+    assert main(["metrics", run.id, "--format", "json"]) == 0
+    (rec,) = [strict_loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rec["value"] is None and rec["nonfinite"] == {"value": "inf"}

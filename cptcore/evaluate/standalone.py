@@ -7,7 +7,6 @@ Greedy decoding and seeded intervals: the same model and suite print the same nu
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..config import EVALUATORS, ModelConfig, RunConfig, evaluator_names
@@ -125,4 +124,6 @@ def format_table(result: dict) -> str:
 
 
 def to_json(result: dict) -> str:
-    return json.dumps(result, indent=1, sort_keys=False)
+    from ..files import dumps
+
+    return dumps(result, indent=1)

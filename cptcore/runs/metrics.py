@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import dumps, restore_nonfinite
+
 
 class MetricWriter:
     """Appends records to metrics.jsonl; one write() per line so readers never see half a record."""
@@ -32,7 +34,7 @@ class MetricWriter:
     def write(self, name: str, value: float | None, step: int, tokens: int, **extra: Any) -> dict:
         rec = {"step": int(step), "tokens": int(tokens), "time": round(time.time() - self.start_time, 3),
                "name": name, "value": None if value is None else float(value), "attempt": self.attempt, **extra}
-        self._fh.write(json.dumps(rec) + "\n")
+        self._fh.write(dumps(rec) + "\n")  # strict JSON: a NaN value is written as null with a flag
         self._fh.flush()
         return rec
 
@@ -116,7 +118,7 @@ def parse_records(data: bytes) -> list[dict]:
             except ValueError:
                 continue
             if isinstance(rec, dict):
-                out.append(rec)
+                out.append(restore_nonfinite(rec) if "nonfinite" in rec else rec)
     return out
 
 
