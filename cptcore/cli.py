@@ -345,14 +345,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - one line for the user; the run's status keeps the details
+    except BrokenPipeError:  # `cpt status RUN | head`: the reader left; nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit stays quiet
+        return 0
+    except Exception as e:  # noqa: BLE001 - one line for the user; the traceback goes to a file
         from .models import ModelError
         from .data.sources import DataError
 
         if isinstance(e, (ModelError, DataError)):
             print(f"error: {e}", file=sys.stderr)
             return 2
-        raise
+        print(f"error: unexpected {type(e).__name__}: {e} (traceback in {crash_log(e)})", file=sys.stderr)
+        return 1
+
+
+def crash_log(e: BaseException) -> Path | str:
+    """Write the traceback of an unexpected error under CPT_HOME/.logs/ (else the temp folder); its path."""
+    import tempfile
+    import time
+    import traceback
+
+    text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    name = f"cli-{time.strftime('%Y%m%d-%H%M%S')}-{id(e) & 0xffff:04x}.log"
+    for folder in (cpt_home() / ".logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(" ".join(sys.argv) + "\n" + text, encoding="utf-8")
+            return folder / name
+        except OSError:
+            continue
+    return "nowhere: no writable folder"
 
 
 if __name__ == "__main__":

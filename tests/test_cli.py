@@ -1,6 +1,7 @@
 """The `cpt` command: bad input is one line and exit code 2; `cpt runs` lists what the run folders say."""
 import json
 import subprocess
+import os
 import sys
 import time
 
@@ -118,3 +119,26 @@ def test_runs_on_an_empty_home_says_how_to_start(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("CPT_HOME", str(tmp_path / "none"))
     assert main(["runs"]) == 0 and "no runs in" in capsys.readouterr().out
     assert main(["runs", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+
+
+def test_an_unexpected_error_is_one_line_naming_the_traceback_file(tmp_path, monkeypatch, capsys):
+    import cptcore.cli as cli
+
+    monkeypatch.setenv("CPT_HOME", str(tmp_path))
+    monkeypatch.setattr(cli, "cmd_runs", lambda args: (_ for _ in ()).throw(TypeError("boom")))
+    assert cli.main(["runs"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: unexpected TypeError: boom (traceback in ")
+    (log,) = (tmp_path / ".logs").glob("cli-*.log")
+    assert "Traceback" in log.read_text() and "TypeError: boom" in log.read_text()
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    import subprocess
+
+    home = tmp_path / "runs"
+    for i in range(150):  # ~150 kB of JSON: more than a pipe holds, so the writer meets the closed pipe
+        Run.create(home, RunConfig(name=f"r{i}"))
+    out = subprocess.run(f"{sys.executable} -m cptcore runs --json | head -c 10", shell=True, capture_output=True,
+                         text=True, env={**os.environ, "CPT_HOME": str(home)}, timeout=120)
+    assert out.stderr == "" and len(out.stdout) == 10
