@@ -33,27 +33,38 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CPT_CACHE", Path.home() / ".cache" / "cpt-studio")).expanduser()
 
 
+def check_model_name(name: str) -> None:
+    """The ModelError resolve_model would raise for `name`, without downloading or converting anything (what
+    `cpt launch` checks before it returns)."""
+    if name == TINY_MODEL or name in BUILTIN_GGUF:
+        return
+    p = Path(name).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"model.name: GGUF file not found: {p}")
+    elif p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelError(f"model.name: {p} has no config.json (not a transformers model folder)")
+    elif not (name.count("/") == 1 and not name.startswith((".", "/"))):
+        raise ModelError(
+            f"model.name: unknown model {name!r}: use {', '.join(BUILTIN_NAMES)}, a hub id (org/name), "
+            "a local folder or a .gguf file"
+        )
+
+
 def resolve_model(name: str) -> Path | str:
     """Return a local folder (or hub id) that AutoModel.from_pretrained can read."""
+    check_model_name(name)
     if name == TINY_MODEL:
         return name
     if name in BUILTIN_GGUF:
         return _builtin_gguf_folder(name)
     p = Path(name).expanduser()
     if p.suffix == ".gguf":
-        if not p.is_file():
-            raise ModelError(f"model.name: GGUF file not found: {p}")
         return _gguf_to_folder(p, cache_dir() / "gguf" / f"{p.stem}-{p.stat().st_size}")
     if p.exists():
-        if not (p / "config.json").is_file():
-            raise ModelError(f"model.name: {p} has no config.json (not a transformers model folder)")
         return p
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        return name  # hub id; from_pretrained reports if it is unreachable
-    raise ModelError(
-        f"model.name: unknown model {name!r}: use {', '.join(BUILTIN_NAMES)}, a hub id (org/name), "
-        "a local folder or a .gguf file"
-    )
+    return name  # hub id; from_pretrained reports if it is unreachable
 
 
 def _builtin_gguf_folder(name: str) -> Path:

@@ -62,6 +62,86 @@ def test_resume_without_any_checkpoint_starts_again_from_step_0(tmp_path, monkey
     assert st["stop_requested"] is None and run.config().train.resume_from == "last"
 
 
+def test_two_resumes_at_once_start_one_training_process(tmp_path, monkeypatch):
+    """A double click on Monitor's Resume, or two `cpt resume`: the second waits for the first, then refuses."""
+    import threading
+
+    run = Run.create(tmp_path, RunConfig(name="twice"))
+    run.write_status("stopped", started=time.time())
+    spawned = []
+
+    def slow_spawn(r, cwd=None, cfg=None):
+        time.sleep(0.3)
+        r.write_status("queued", queued_at=time.time())
+        spawned.append(r.id)
+        return 0
+
+    monkeypatch.setattr(L, "spawn", slow_spawn)
+    errors = []
+
+    def go():
+        try:
+            L.resume(run)
+        except RunError as e:
+            errors.append(str(e))
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert spawned == [run.id] and len(errors) == 1 and "queued" in errors[0]
+
+
+def test_a_run_whose_status_cannot_be_read_is_not_resumed(tmp_path, monkeypatch):
+    run = Run.create(tmp_path, RunConfig(name="unknown"))
+    run.status_path.write_text("{not json")
+    monkeypatch.setattr(L, "spawn", lambda r, cwd=None, cfg=None: pytest.fail("spawned"))
+    with pytest.raises(RunError, match="cannot tell whether it is still alive"):
+        L.resume(run)
+
+
+def test_resume_after_the_launch_folder_is_gone(tmp_path, monkeypatch):
+    gone = tmp_path / "was-here"
+    builtin_only = Run.create(tmp_path / "runs", RunConfig(name="b"))
+    relative = Run.create(tmp_path / "runs", RunConfig().with_overrides({"name": "r", "data.domain": "docs.jsonl"}))
+    spawned = []
+    monkeypatch.setattr(L, "spawn", lambda r, cwd=None, cfg=None: spawned.append((r.id, cwd)))
+    for run in (builtin_only, relative):
+        run.write_status("failed", started=time.time(), error="boom")
+        (run.dir / "launcher.json").write_text(json.dumps({"cwd": str(gone)}))
+    L.resume(builtin_only)  # builtin: data resolves anywhere: resumed from the current folder
+    assert spawned == [(builtin_only.id, None)] and builtin_only.status()["status"] == "queued"
+    with pytest.raises(RunError, match=r"no longer exists.*relative paths \(docs.jsonl\)"):
+        L.resume(relative)
+    assert relative.status()["status"] == "failed" and len(spawned) == 1  # nothing changed, nothing started
+
+
+def test_a_training_process_that_cannot_start_leaves_the_run_failed_not_queued(tmp_path, monkeypatch):
+    run = Run.create(tmp_path, RunConfig(name="nostart"))
+
+    def no_popen(*args, **kwargs):
+        raise FileNotFoundError("no such directory: /gone")
+
+    monkeypatch.setattr(L.subprocess, "Popen", no_popen)
+    with pytest.raises(RunError, match="could not start the training process"):
+        L.spawn(run, cwd="/gone")
+    assert run.status()["status"] == "failed" and "could not start" in run.status()["error"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.domain=missing-docs.jsonl", "missing-docs.jsonl"),
+    ("model.name=no-such-model", "model.name: unknown model 'no-such-model'"),
+    ("model.name=/nowhere/model.gguf", "GGUF file not found"),
+])
+def test_cpt_launch_checks_data_and_model_before_it_returns(tmp_path, monkeypatch, capsys, override, message):
+    monkeypatch.setenv("CPT_HOME", str(tmp_path / "runs"))
+    assert main(["launch", "experiments/smoke.yaml", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 # --- scale-out ------------------------------------------------------------------------------------
 def test_distributed_commands_run_the_same_entry_point(tmp_path):
     cfg = RunConfig().with_overrides(["launch.launcher=torchrun", "launch.nproc=2"])
@@ -94,6 +174,22 @@ def test_slurm_script_runs_torchrun_under_srun_with_a_shared_home(tmp_path, monk
         assert needle in script, needle
     assert run.config().launch.strategy == "fsdp"
     assert liveness.refresh(run)["status"] == "queued"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--partition", "gpu\n#SBATCH --wrap=evil"], "--partition: "),
+    (["--time", "24:00:00\nrm -rf ~"], "--time: "),
+    (["--time", "soon"], "--time: 'soon' is not a Slurm time"),
+    (["--nodes", "0"], "--nodes: must be a positive integer"),
+])
+def test_slurm_arguments_that_sbatch_would_not_take_are_refused_before_a_run_exists(tmp_path, monkeypatch, capsys,
+                                                                                   args, message):
+    monkeypatch.setenv("CPT_HOME", str(tmp_path / "runs"))
+    base = ["slurm", "experiments/smoke.yaml", "--nodes", "2", "--gpus-per-node", "8"]
+    assert main(base + args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
 # --- end to end -----------------------------------------------------------------------------------

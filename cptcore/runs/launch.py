@@ -38,7 +38,7 @@ def launch(cfg: RunConfig, home: Path | str | None = None, group: str | None = N
            tags: list[str] | None = None) -> Run:
     """Create the run (config first) and start it in the background; returns at once."""
     check_launcher(cfg)
-    check_leaks(cfg, make_plan(cfg))  # no data or steps for a stage, training on eval items: before anything exists
+    check_leaks(cfg, check_startable(cfg))
     run = Run.create(home, cfg)
     if group or tags:
         run.set_meta(group=group, tags=tags or [])
@@ -61,14 +61,35 @@ def spawn(run: Run, cwd: str | None = None, cfg: RunConfig | None = None) -> int
         with open(run.log_path, "ab") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, env=env, cwd=cwd, pass_fds=(ticket_fh.fileno(),))
-    except OSError:
+    except OSError as e:
         ticket.unlink(missing_ok=True)
-        raise
+        run.write_status("failed", error=f"could not start the training process: {e}")
+        raise RunError(f"run {run.id}: could not start the training process: {e}") from None
     finally:
         ticket_fh.close()  # the child holds the ticket's lock from here on
     atomic_write(run.launcher_path, {"launcher": "local", "pid": proc.pid, "pgid": proc.pid, "host": HOST,
                                      "time": time.time(), "cwd": cwd, "command": cmd})
     return proc.pid
+
+
+def check_startable(cfg: RunConfig):
+    """What would fail in the first seconds of training, checked before a run exists (so `cpt launch` exits 2
+    instead of leaving a run that fails 10 s later): the model name (no weights loaded), every source readable
+    and counted with the tokenizer where it is on disk (else the local files exist), the plan. Returns the plan."""
+    from ..data.sources import DataError, local_path, source_files
+    from ..models import check_model_name
+    from ..plan import counter_for
+
+    check_model_name(cfg.model.name)
+    count = counter_for(cfg)
+    p = make_plan(cfg, count=count)
+    if count is None:  # no tokenizer on disk yet (a hub model): at least the local files must be there
+        sources = [src for s in p.stages for srcs in s.data.values() for src in srcs]
+        for src in sources:
+            if local_path(src) is not None or src.path.startswith("builtin:"):
+                if not source_files(src):
+                    raise DataError(f"{src.path}: no data files")
+    return p
 
 
 def check_launcher(cfg: RunConfig) -> None:
@@ -150,13 +171,34 @@ def wait_until_ended(run: Run, timeout_s: float = STOP_TIMEOUT_S, poll_s: float 
 
 
 def resume(run: Run) -> tuple[Run, list[str]]:
-    """Relaunch a failed or stopped run from its newest usable checkpoint; returns the run and skipped checkpoints."""
+    """Relaunch a failed or stopped run from its newest usable checkpoint; returns the run and skipped checkpoints.
+
+    One resume at a time per run (a lock on the run folder): a second `cpt resume` or a double click on
+    Monitor's Resume waits for the first, then finds the run queued and refuses."""
+    import fcntl
+
+    with open(run.dir / ".resume.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _resume(run)
+
+
+def _resume(run: Run) -> tuple[Run, list[str]]:
     st = refresh(run)
     status = st.get("status")
     if status == "completed":
         raise RunError(f"run {run.id} already completed: nothing to resume (launch a new run to train longer)")
     if status in ACTIVE_STATUSES:
         raise RunError(f"run {run.id} is {status}: stop it first (cpt stop {run.id})")
+    if status not in ("failed", "stopped"):
+        raise RunError(f"run {run.id} has status {status!r} ({run.status_path} unreadable?): cannot tell whether "
+                       "it is still alive, so it is not resumed")
+    cwd = read_json(run.launcher_path).get("cwd")
+    if cwd and not Path(cwd).is_dir():  # the folder it was launched from is gone
+        rel = relative_sources(run.config())
+        if rel:
+            raise RunError(f"run {run.id} was launched from {cwd}, which no longer exists, and its config names "
+                           f"relative paths ({', '.join(rel[:3])}): recreate the folder or use absolute paths")
+        cwd = None
     ckpt, skipped = pick_checkpoint(run)
     for bad, _ in skipped:  # set aside so `last` and the Trainer's checkpoint rotation never pick them again
         bad.rename(bad.with_name(f"corrupt-{bad.name}-{int(time.time())}"))
@@ -167,8 +209,29 @@ def resume(run: Run) -> tuple[Run, list[str]]:
     stop_request_path(run).unlink(missing_ok=True)
     run.write_status("queued", stop_requested=None, previous_error=st.get("error"), error=None,
                      resumed_from=ckpt.name if ckpt else None, log_tail=None, ended=None, result=None)
-    spawn(run, cwd=read_json(run.launcher_path).get("cwd"), cfg=cfg)
+    spawn(run, cwd=cwd, cfg=cfg)
     return run, [f"{c.name}: {why}" for c, why in skipped]
+
+
+def relative_sources(cfg: RunConfig) -> list[str]:
+    """Data paths of a config that resolve against the folder it was launched from (not builtin:, absolute
+    or a hub id)."""
+    from ..data.inspect import DATA_SUFFIXES
+
+    paths = [src.path for srcs in (cfg.data.domain, cfg.data.replay, cfg.data.instruct, cfg.data.qa, cfg.data.facts)
+             for src in srcs]
+    paths += [cfg.eval.domain_heldout.path, cfg.eval.replay_heldout.path, cfg.eval.qa_source.path,
+              cfg.eval.instruct_heldout.path]
+    paths += [src.path for st in (cfg.stages or []) for srcs in (st.data.domain, st.data.replay, st.data.instruct)
+              for src in (srcs or [])]
+
+    def relative(p: str) -> bool:
+        if p.startswith("builtin:") or Path(p).expanduser().is_absolute():
+            return False
+        looks_like_hub_id = p.count("/") == 1 and not Path(p).suffix and not p.startswith(".")
+        return Path(p).suffix in DATA_SUFFIXES or not looks_like_hub_id
+
+    return [p for p in dict.fromkeys(paths) if relative(p)]
 
 
 def delete(run: Run) -> None:

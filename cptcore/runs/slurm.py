@@ -12,8 +12,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import RunConfig
+from ..config import ConfigError, RunConfig
 from .store import Run, atomic_write
+
+# what sbatch accepts; anything else (a newline above all) would inject lines into the script
+TIME_RE = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$|^\d+-\d{1,2}$")
+PARTITION_RE = re.compile(r"^[A-Za-z0-9_.,-]{1,128}$")
+
+
+def check_slurm_args(nodes: int, gpus_per_node: int, time_limit: str, partition: str | None, cpus_per_task: int) -> None:
+    """Refuse values sbatch would not take before they are written into #SBATCH lines."""
+    for name, v in (("--nodes", nodes), ("--gpus-per-node", gpus_per_node), ("--cpus-per-task", cpus_per_task)):
+        if not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{name}: must be a positive integer, got {v!r}")
+    if not TIME_RE.match(time_limit or ""):
+        raise ConfigError(f"--time: {time_limit!r} is not a Slurm time (minutes, MM:SS, HH:MM:SS, D-HH or "
+                          "D-HH:MM:SS)")
+    if partition is not None and not PARTITION_RE.match(partition):
+        raise ConfigError(f"--partition: {partition!r} is not a partition name (letters, digits, _ . , -)")
 
 
 def slurm_script(cfg: RunConfig, run: Run, nodes: int, gpus_per_node: int, time_limit: str = "24:00:00",
@@ -48,6 +64,8 @@ def slurm_script(cfg: RunConfig, run: Run, nodes: int, gpus_per_node: int, time_
 
 def write_slurm(cfg: RunConfig, home: Path | str | None, nodes: int, gpus_per_node: int, **kw: Any) -> tuple[Run, Path]:
     """Create the run (status queued) and its sbatch script in the run directory."""
+    check_slurm_args(nodes, gpus_per_node, kw.get("time_limit", "24:00:00"), kw.get("partition"),
+                     kw.get("cpus_per_task", 8))
     run = Run.create(home, cfg)
     atomic_write(run.launcher_path, {"launcher": "slurm", "host": None, "time": time.time(), "cwd": os.getcwd()})
     path = run.dir / "job.sbatch"
