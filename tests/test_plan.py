@@ -105,3 +105,12 @@ def test_a_loss_token_plan_is_what_the_run_packs_stage_by_stage(capsys):
     qa_docs = planned["stages"][1]
     assert qa_docs["shares"]["instruct"] > 2 * qa_docs["loss_shares"]["instruct"]  # QA answers: a few % of its tokens
     assert set(planned["requested_loss"]) == set(man["realized_loss"])
+
+
+def test_a_sequence_longer_than_the_models_context_is_refused_unless_yarn_extends_it():
+    cfg = RunConfig().with_overrides({"model.name": "tiny-random-llama", "data.seq_len": 100000})
+    with pytest.raises(ConfigError, match=r"data.seq_len=100,000 exceeds the context of tiny-random-llama \(2,048"):
+        plan(cfg)
+    with pytest.raises(ConfigError, match="yarn_factor=4 = 8,192"):
+        plan(cfg.with_overrides({"long_context.yarn_factor": 4}))
+    assert plan(cfg.with_overrides({"data.seq_len": 8192, "long_context.yarn_factor": 4})).seq_len == 8192

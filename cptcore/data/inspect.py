@@ -125,9 +125,18 @@ def save_upload(home: Path, filename: str, data: bytes, max_bytes: int = MAX_UPL
         n += 1
     if dest.resolve().parent != folder:
         raise ValueError(f"{filename!r}: refusing to write outside {folder}")
-    tmp = folder / f".{dest.name}.part"
-    tmp.write_bytes(data)
-    tmp.replace(dest)
+    import os
+    import tempfile
+
+    # a fresh, exclusively created temp file in the target folder: a planted .part symlink is never followed
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return dest
 
 
