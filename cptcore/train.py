@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import errno
+
 import math
 import os
 import time
@@ -239,5 +241,8 @@ def train_run(run: Run, cfg: RunConfig | None = None, progress: bool = True) -> 
 def describe_error(e: BaseException) -> str:
     msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
     if "out of memory" in msg.lower() or isinstance(e, MemoryError):
-        return f"out of memory: {msg} (lower train.batch_size or data.seq_len, raise train.grad_accum, or use LoRA)"
+        return (f"out of memory: {msg} (lower train.batch_size, raising train.grad_accum to keep the same batch, "
+                "or lower data.seq_len, or use LoRA)")
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"disk full: {msg} (free space where CPT_HOME and the checkpoints live, then cpt resume)"
     return msg

@@ -3,6 +3,7 @@ rule and checkpoint listing."""
 import json
 import math
 import threading
+import time
 
 import pytest
 
@@ -187,3 +188,51 @@ def test_cpt_metrics_json_is_strict_json(tmp_path, monkeypatch, capsys):
     assert main(["metrics", run.id, "--format", "json"]) == 0
     (rec,) = [strict_loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rec["value"] is None and rec["nonfinite"] == {"value": "inf"}
+
+
+def test_the_final_status_is_written_on_a_full_disk_by_giving_up_the_reserve(tmp_path, monkeypatch):
+    import errno
+
+    import cptcore.runs.store as store
+
+    run = Run.create(tmp_path, RunConfig(name="full"))
+    assert run.reserve_path.stat().st_size == store.RESERVE_BYTES
+    real, calls = store.atomic_write, []
+
+    def full_once(path, data):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(store, "atomic_write", full_once)
+    run.write_status("failed", error="disk full: ...")
+    assert run.status()["status"] == "failed" and not run.reserve_path.exists()
+    monkeypatch.setattr(store, "atomic_write", lambda p, d: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(OSError):  # no reserve left: the caller learns it
+        run.write_status("running")
+
+
+def test_a_dead_run_on_a_full_disk_is_reported_failed_with_the_cause_and_listings_do_not_crash(tmp_path, monkeypatch):
+    import errno
+
+    import cptcore.runs.store as store
+    from cptcore.runs import liveness
+
+    run = Run.create(tmp_path, RunConfig(name="dead"))
+    run.write_status("running", pid=2 ** 22 + 7, started=time.time())  # a pid that is not alive
+    run.log_path.write_text("Traceback ...\nOSError: [Errno 28] No space left on device\n")
+    run.reserve_path.unlink()
+    monkeypatch.setattr(store, "atomic_write", lambda p, d: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    st = liveness.refresh(run)
+    assert st["status"] == "failed" and st["error"].startswith("disk full: OSError: [Errno 28]")
+    assert "not recorded in status.json" in st["error"]
+
+
+def test_a_full_disk_error_names_the_disk():
+    import errno
+
+    from cptcore.train import describe_error
+
+    msg = describe_error(OSError(errno.ENOSPC, "No space left on device"))
+    assert msg.startswith("disk full: ") and "cpt resume" in msg

@@ -70,8 +70,13 @@ def mark_ended(run: Run, reason: str, force: bool = False) -> dict[str, Any]:
     if stop_request_path(run).exists():
         return run.write_status("stopped", stop_requested=True, error=None, note=reason, log_tail=tail)
     oom = next((line for line in reversed(tail) if any(p in line.lower() for p in OOM_PATTERNS)), None)
-    error = f"out of memory: {oom.strip()[:300]}" if oom else reason
-    return run.write_status("failed", error=error, log_tail=tail)
+    full = next((line for line in reversed(tail) if "no space left on device" in line.lower()), None)
+    error = (f"out of memory: {oom.strip()[:300]}" if oom else
+             f"disk full: {full.strip()[:300]}" if full else reason)
+    try:
+        return run.write_status("failed", error=error, log_tail=tail)
+    except OSError as e:  # cannot record it (disk full, read-only): still report it, and do not crash a listing
+        return {**st, "status": "failed", "error": f"{error} (not recorded in status.json: {e.strerror or e})"}
 
 
 def pid_alive(pid: int, since: float | None = None) -> bool:

@@ -13,6 +13,7 @@ Files are the only state shared between a training process and its readers (CLI,
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -79,6 +80,7 @@ def _yaml(text: str):
         raise ValueError(str(e)) from None
 
 
+RESERVE_BYTES = 64 * 1024
 MIN_PREFIX = len("20261201-223106")  # a run id prefix names at least the second the run was created
 
 
@@ -115,6 +117,11 @@ class Run:
         return self.dir / "launcher.json"
 
     @property
+    def reserve_path(self) -> Path:
+        """RESERVE_BYTES kept from the start, given up on a full disk so the final status can still be written."""
+        return self.dir / ".reserve"
+
+    @property
     def log_path(self) -> Path:
         return self.dir / "log.txt"
 
@@ -133,6 +140,10 @@ class Run:
         run.dir.mkdir()
         cfg.save(run.config_path)  # config first: even a failed start is reproducible
         run.write_status(status, created=time.time())
+        try:
+            run.reserve_path.write_bytes(b"\0" * RESERVE_BYTES)
+        except OSError:
+            run.reserve_path.unlink(missing_ok=True)  # no room even now: the run still starts
         return run
 
     @classmethod
@@ -178,7 +189,13 @@ class Run:
             data.setdefault("started", time.time())
         if status in FINAL_STATUSES:
             data["ended"] = time.time()
-        atomic_write(self.status_path, data)
+        try:
+            atomic_write(self.status_path, data)
+        except OSError as e:  # a full disk must not leave a dead run "running": give up the reserve, once
+            if e.errno != errno.ENOSPC or not self.reserve_path.exists():
+                raise
+            self.reserve_path.unlink()
+            atomic_write(self.status_path, data)
         return data
 
     def manifest(self) -> dict:
