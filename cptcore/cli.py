@@ -21,12 +21,11 @@ from .runs import Run, RunError, cpt_home
 
 # --- train / runs / metrics ------------------------------------------------------------------
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runs.launch import train_in_slot  # waits its turn in the queue; starts torchrun when launch.launcher asks
-
-    from .plan import plan
+    from .runs.launch import check_startable, train_in_slot  # train_in_slot waits its turn in the queue
 
     cfg = RunConfig.load(args.config, args.set)  # parsed once; passed down to the trainer
-    plan(cfg)  # a stage without data, too few steps: ConfigError before a run is created
+    if not args.run_id:  # a typo in a path or the model name: one line, and no failed run left behind
+        check_startable(cfg)
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)
     print(f"run id: {run.id}", flush=True)
     result = train_in_slot(run, cfg, progress=not args.no_progress)

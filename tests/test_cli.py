@@ -142,3 +142,11 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     out = subprocess.run(f"{sys.executable} -m cptcore runs --json | head -c 10", shell=True, capture_output=True,
                          text=True, env={**os.environ, "CPT_HOME": str(home)}, timeout=120)
     assert out.stderr == "" and len(out.stdout) == 10
+
+
+@pytest.mark.parametrize("override", ["data.domain=typo-docs.jsonl", "model.name=typo-model"])
+def test_a_typo_in_cpt_train_leaves_no_failed_run_behind(tmp_path, monkeypatch, capsys, override):
+    monkeypatch.setenv("CPT_HOME", str(tmp_path / "runs"))
+    assert main(["train", "experiments/smoke.yaml", "--no-progress", "--set", override]) == 2
+    assert "typo" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or list_runs(tmp_path / "runs") == []

@@ -96,3 +96,24 @@ def test_a_saved_config_with_the_removed_final_qa_stage_still_loads_unless_it_as
     assert RunConfig.from_dict({"recipe_options": {"final_it_budget": 0.0}}).recipe_options.qa_budget == 0.3
     with pytest.raises(Exception, match="final_it_budget was removed"):
         RunConfig.from_dict({"recipe_options": {"final_it_budget": 0.25}})
+
+
+def test_an_empty_config_file_is_an_error_not_the_default_model(tmp_path):
+    from cptcore.config import ConfigError, RunConfig
+
+    (tmp_path / "empty.yaml").write_text("\n# nothing yet\n")
+    with pytest.raises(ConfigError, match="empty.yaml: the config file is empty"):
+        RunConfig.load(tmp_path / "empty.yaml")
+    (tmp_path / "defaults.yaml").write_text("{}\n")
+    assert RunConfig.load(tmp_path / "defaults.yaml").model.name == "smollm2-135m-instruct"
+
+
+def test_a_bad_set_value_is_attributed_to_the_set_not_to_the_file(tmp_path):
+    from cptcore.config import ConfigError, RunConfig
+
+    (tmp_path / "ok.yaml").write_text("train: {lr: 1.0e-4}\n")
+    with pytest.raises(ConfigError, match=r"ok.yaml with --set: train.lr"):
+        RunConfig.load(tmp_path / "ok.yaml", ["train.lr=-1"])
+    (tmp_path / "bad.yaml").write_text("train: {lr: -1}\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: train.lr"):
+        RunConfig.load(tmp_path / "bad.yaml", ["train.max_steps=5"])

@@ -108,15 +108,19 @@ class RunConfig(_Section):
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{path}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        if raw is None:  # an empty file silently meaning "the default model on the bundled data" misleads
+            raise ConfigError(f"{path}: the config file is empty (start from experiments/demo.yaml, or write "
+                              "`{}` to mean every default)")
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: expected a mapping of sections (model, data, mix, train, ...)")
         changes = overrides if isinstance(overrides, dict) else parse_sets(overrides or [])
-        return cls.from_dict(override(raw, changes), source=str(path))
+        cls.from_dict(raw, source=str(path))  # the file's own problems are the file's
+        return cls.from_dict(override(raw, changes), source=f"{path} with --set" if changes else str(path))
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> "RunConfig":
