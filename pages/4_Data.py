@@ -53,6 +53,10 @@ with c1:
                     "with the chat template for instruct models, as plain Question/Answer text for base models.")
 
 source = SourceConfig(path=path, format=fmt, text_field=text_field or "text")
+refused = inspect.readable_path(path, HOME) if typed.strip() else None
+if refused:
+    st.error(refused)
+    st.stop()
 
 
 tokenizer = load_text_tokenizer(ModelConfig(name=model))  # the tokenizer files only: no torch

@@ -49,3 +49,28 @@ def test_an_upload_never_follows_a_planted_temp_file_symlink(tmp_path):
     dest = save_upload(tmp_path / "home", "docs.txt", b"uploaded")
     assert dest.read_bytes() == b"uploaded" and outside.read_text() == "keep me"
     assert not dest.is_symlink()
+
+
+def test_the_data_page_reads_only_bundled_sets_hub_ids_and_allowed_folders(tmp_path, monkeypatch):
+    from cptcore.data.inspect import DATA_DIRS_ENV, MAX_WALK_FILES, readable_path
+
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    (home / "data" / "mine.jsonl").write_text("{}\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password")
+    (home / "data" / "link.txt").symlink_to(secret)
+    monkeypatch.delenv(DATA_DIRS_ENV, raising=False)
+    assert readable_path("builtin:knowledge_docs", home) is None
+    assert readable_path("org/dataset", home) is None
+    assert readable_path(str(home / "data" / "mine.jsonl"), home) is None
+    for bad in (str(secret), str(home / "data" / "link.txt"), str(home / "data" / ".." / ".." / "secret.txt"),
+                "/etc/hostname"):
+        assert "outside the folders" in readable_path(bad, home), bad
+    monkeypatch.setenv(DATA_DIRS_ENV, str(tmp_path))
+    assert readable_path(str(secret), home) is None  # the user listed its folder
+    big = tmp_path / "big"
+    big.mkdir()
+    for i in range(MAX_WALK_FILES + 1):
+        (big / f"{i}.txt").touch()
+    assert "more than" in readable_path(str(big), home)

@@ -313,7 +313,8 @@ def test_invalid_settings_are_named_and_block_the_launch():
 
 
 # --- the Data page -----------------------------------------------------------------------------
-def test_data_page_reports_problems_with_line_numbers(tmp_path):
+def test_data_page_reports_problems_with_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setenv("CPT_DATA_DIRS", str(tmp_path))  # a folder the user allowed the dashboard to read
     bad = tmp_path / "docs.jsonl"
     bad.write_text('{"text": "a"}\n{oops\n{"text": ""}\n{"text": "a"}\n')
     at = open_page(PAGES[3])
@@ -321,6 +322,16 @@ def test_data_page_reports_problems_with_line_numbers(tmp_path):
     problems = frame_with(at, "problem")["problem"].tolist()
     assert problems[0].startswith("line 2: malformed JSON")
     assert "line 3: empty text" in problems and "line 4: duplicate of line 1" in problems
+
+
+def test_data_page_refuses_a_typed_path_outside_the_allowed_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("CPT_DATA_DIRS", raising=False)
+    outside = tmp_path / "private.jsonl"
+    outside.write_text('{"text": "secret"}\n')
+    at = open_page(PAGES[3])
+    at.text_input(key="data_path").set_value(str(outside)).run()
+    assert not at.exception and any("outside the folders" in e.value for e in at.error)
+    assert not any("secret" in str(d.value) for d in at.dataframe)
 
 
 def test_data_upload_is_confined_to_the_data_folder():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,37 @@ from ..config import SourceConfig
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024  # keep in step with server.maxUploadSize in .streamlit/config.toml
 DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".parquet", ".csv")
+DATA_DIRS_ENV = "CPT_DATA_DIRS"  # folders (os.pathsep-separated) the Data page may read besides CPT_HOME/data
+MAX_WALK_FILES = 2000            # a typed folder with more entries is not walked (listing /usr blocked the page)
+PREVIEW_CHARS = 2000             # per previewed field
+
+
+def readable_path(path: str, home: Path) -> str | None:
+    """Why the Data page must not read a typed path, or None when it may.
+
+    The dashboard answers whoever reaches its port, so a typed path is confined: bundled sets, hub dataset
+    ids, and files or folders (symlinks resolved) inside CPT_HOME/data or a folder listed in $CPT_DATA_DIRS."""
+    if path.startswith("builtin:"):
+        return None
+    p = Path(path).expanduser()
+    if not p.exists() and path.count("/") == 1 and not p.suffix and not path.startswith("."):
+        return None  # a hub dataset id
+    allowed = [Path(home) / "data"] + [Path(d).expanduser() for d in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep)
+                                       if d.strip()]
+    real = p.resolve()
+    if not any(real == a.resolve() or a.resolve() in real.parents for a in allowed):
+        return (f"{path}: outside the folders the dashboard may read ({', '.join(str(a) for a in allowed)}); "
+                f"upload the file, or add its folder to ${DATA_DIRS_ENV} before starting the dashboard")
+    if real.is_dir():
+        with os.scandir(real) as it:
+            for n, _ in enumerate(it, 1):
+                if n > MAX_WALK_FILES:
+                    return f"{path}: more than {MAX_WALK_FILES:,} entries: point at a file or a smaller folder"
+    return None
+
+
+def _clip(value):
+    return value[:PREVIEW_CHARS] + " …" if isinstance(value, str) and len(value) > PREVIEW_CHARS else value
 
 
 @dataclass
@@ -72,7 +104,7 @@ def inspect_source(source: SourceConfig, tokenizer=None, kind: str = "instruct",
         report.problems.append("no readable rows")
         return report
     report.columns = sorted({k for _, r in rows for k in r})
-    report.preview = [r for _, r in rows[:preview_rows]]
+    report.preview = [{k: _clip(v) for k, v in r.items()} for _, r in rows[:preview_rows]]
     try:
         report.format = detect_format([r for _, r in rows], source)
     except DataError as e:
