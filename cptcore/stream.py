@@ -123,6 +123,10 @@ class MetricStream(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_step, self._busy = state.global_step, 0.0
+        if self.writer is not None and self.writer.attempt > 1:  # the stream says where an attempt took over
+            step = state.global_step
+            self.writer.event("event/resume", f"attempt {self.writer.attempt} resumed at step {step}", step,
+                              step * self.tokens_per_step, resumed_step=step)
 
     # throughput counts time inside optimizer steps only: evaluations and checkpoints run between them
     def on_step_begin(self, args, state, control, **kwargs):

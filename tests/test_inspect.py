@@ -74,3 +74,11 @@ def test_the_data_page_reads_only_bundled_sets_hub_ids_and_allowed_folders(tmp_p
     for i in range(MAX_WALK_FILES + 1):
         (big / f"{i}.txt").touch()
     assert "more than" in readable_path(str(big), home)
+
+
+def test_upload_names_keep_letters_of_any_language_and_avoid_reserved_names():
+    from cptcore.data.inspect import safe_upload_name
+
+    assert safe_upload_name("Übersicht café 中文.jsonl") == "Übersicht_café_中文.jsonl"
+    assert safe_upload_name("CON.txt") == "CON_.txt" and safe_upload_name("lpt1.csv") == "lpt1_.csv"
+    assert safe_upload_name("../../x?.md") == "x.md"

@@ -235,3 +235,7 @@ def test_resumed_multi_stage_run_keeps_its_stages_and_lr(tmp_path, data_files, q
     assert sorted(lr) == list(range(1, 9)) and lr == pytest.approx(first)
     resumed_events = [r for r in run.read_metrics() if r["name"] == "event/stage" and r["attempt"] == 2]
     assert [r["stage"] for r in resumed_events] == ["test_docs"]  # boundaries ahead of the resume point only
+    (resume,) = [r for r in run.read_metrics() if r["name"] == "event/resume"]
+    assert (resume["attempt"], resume["step"]) == (2, 2) and "resumed at step 2" in resume["message"]
+    first_end = max(r["time"] for r in run.read_metrics() if r["attempt"] == 1)
+    assert min(r["time"] for r in run.read_metrics() if r["attempt"] == 2) >= first_end  # time goes on

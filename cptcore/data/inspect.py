@@ -133,13 +133,18 @@ def inspect_source(source: SourceConfig, tokenizer=None, kind: str = "instruct",
     return report
 
 
+RESERVED_NAMES = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
 def safe_upload_name(filename: str) -> str:
     """A plain file name from whatever the browser sent: no folders, no leading dots, a data suffix."""
     name = Path(str(filename).replace("\\", "/")).name
     stem, suffix = Path(name).stem, Path(name).suffix.lower()
     if suffix not in DATA_SUFFIXES:
         raise ValueError(f"{filename!r}: unsupported file type (use {', '.join(DATA_SUFFIXES)})")
-    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._-")[:80] or "upload"
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._-")[:80] or "upload"  # \w keeps é, ü, 中 ...
+    if stem.split(".")[0].upper() in RESERVED_NAMES:  # CON.txt cannot be opened on Windows shares
+        stem += "_"
     return stem + suffix
 
 

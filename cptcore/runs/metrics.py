@@ -23,8 +23,10 @@ class MetricWriter:
     def __init__(self, path: Path, attempt: int = 1, start_time: float | None = None):
         self.path = Path(path)
         self.attempt = attempt
-        self.start_time = start_time if start_time is not None else time.time()
         torn = repair_torn_tail(self.path)
+        if start_time is None:  # a resumed attempt continues the time axis where the previous one stopped
+            start_time = time.time() - (last_time(self.path) if attempt > 1 else 0.0)
+        self.start_time = start_time
         self._fh = open(self.path, "a", encoding="utf-8")
         if torn:
             self.event("event/stream_repaired", f"dropped a torn last line ({torn} bytes) that an interrupted "
@@ -43,6 +45,21 @@ class MetricWriter:
 
     def close(self) -> None:
         self._fh.close()
+
+
+def last_time(path: Path, tail_bytes: int = 1 << 16) -> float:
+    """The `time` of the stream's last readable record (0.0 when there is none)."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            fh.seek(max(0, size - tail_bytes))
+            data = fh.read()
+    except FileNotFoundError:
+        return 0.0
+    for rec in reversed(parse_records(data)):
+        if isinstance(rec.get("time"), (int, float)):
+            return float(rec["time"])
+    return 0.0
 
 
 def repair_torn_tail(path: Path) -> int:
