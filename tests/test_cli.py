@@ -139,9 +139,13 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     home = tmp_path / "runs"
     for i in range(150):  # ~150 kB of JSON: more than a pipe holds, so the writer meets the closed pipe
         Run.create(home, RunConfig(name=f"r{i}"))
-    out = subprocess.run(f"{sys.executable} -m cptcore runs --json | head -c 10", shell=True, capture_output=True,
-                         text=True, env={**os.environ, "CPT_HOME": str(home)}, timeout=120)
-    assert out.stderr == "" and len(out.stdout) == 10
+    # `cpt runs --json | head -c 10`: read 10 bytes, then close the pipe as head does
+    proc = subprocess.Popen([sys.executable, "-m", "cptcore", "runs", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "CPT_HOME": str(home)})
+    head = proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and err == "" and len(head) == 10
 
 
 @pytest.mark.parametrize("override", ["data.domain=typo-docs.jsonl", "model.name=typo-model"])
