@@ -84,8 +84,9 @@ def check_startable(cfg: RunConfig):
     count = counter_for(cfg)
     p = make_plan(cfg, count=count)
     if count is None:  # no tokenizer on disk yet (a hub model): at least the local files must be there
-        sources = [src for s in p.stages for srcs in s.data.values() for src in srcs]
-        for src in sources:
+        from ..data.leaks import training_sources
+
+        for _, src in training_sources(cfg, p):
             if local_path(src) is not None or src.path.startswith("builtin:"):
                 if not source_files(src):
                     raise DataError(f"{src.path}: no data files")
@@ -214,16 +215,13 @@ def _resume(run: Run) -> tuple[Run, list[str]]:
 
 
 def relative_sources(cfg: RunConfig) -> list[str]:
-    """Data paths of a config that resolve against the folder it was launched from (not builtin:, absolute
-    or a hub id)."""
+    """Data paths the run reads (its plan's training sources and its evaluation sets) that resolve against
+    the folder it was launched from (not builtin:, absolute or a hub id)."""
     from ..data.inspect import DATA_SUFFIXES
+    from ..data.leaks import EVAL_SETS, training_sources
 
-    paths = [src.path for srcs in (cfg.data.domain, cfg.data.replay, cfg.data.instruct, cfg.data.qa, cfg.data.facts)
-             for src in srcs]
-    paths += [cfg.eval.domain_heldout.path, cfg.eval.replay_heldout.path, cfg.eval.qa_source.path,
-              cfg.eval.instruct_heldout.path]
-    paths += [src.path for st in (cfg.stages or []) for srcs in (st.data.domain, st.data.replay, st.data.instruct)
-              for src in (srcs or [])]
+    paths = [src.path for _, src in training_sources(cfg, make_plan(cfg))]
+    paths += [getattr(cfg.eval, field).path for field, _ in EVAL_SETS]
 
     def relative(p: str) -> bool:
         if p.startswith("builtin:") or Path(p).expanduser().is_absolute():
