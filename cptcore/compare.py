@@ -15,7 +15,7 @@ import pandas as pd
 
 from .frames import Metrics, baseline_change, downsample_index
 from .runs import Run
-from .runs.metrics import parse_records
+from .runs.metrics import parse_json_lines
 
 
 # --- hover text ---------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ def eval_item_files(run: Run, evaluator: str) -> dict[int, Path]:
 def read_items(path: Path) -> list[dict]:
     """Per-item records; a malformed line (a file still being written) is skipped, not fatal."""
     try:
-        return parse_records(Path(path).read_bytes())
+        return parse_json_lines(Path(path).read_bytes())
     except OSError:
         return []
 

@@ -23,8 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .config import ROLES, ConfigError, MixConfig, RunConfig, SourceConfig, StageConfig
-from .data.schedule import DeficitScheduler, input_shares, loss_shares, stage_targets
+from .data.schedule import MAX_RAMP_SEQUENCES, DeficitScheduler, input_shares, loss_shares, stage_targets
 from .recipes import recipe_stages
+
+# Sequences a plan may hold: the data keeps ~11 bytes of bookkeeping per sequence (its role, stage, rank in its
+# role and loss count; the tokens are packed only when the trainer asks), so this bounds that to ~3 GB:
+# 550B tokens at seq_len 2,048.
+MAX_SEQUENCES = 1 << 28
 
 # (source, loss_on, domain_as) -> {"tokens", "loss_tokens", "rows", "format", ...} for one pass over a source
 SourceCounter = Callable[[SourceConfig, str, str], dict]
@@ -200,6 +205,11 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
     nproc = world_size or processes(cfg)
     per_step = cfg.train.batch_size * cfg.train.grad_accum * nproc
     where_from = "stages" if cfg.stages is not None else f"recipe {cfg.recipe}"
+    total = cfg.train.max_steps * per_step
+    if total > MAX_SEQUENCES:
+        raise ConfigError(f"train.max_steps={cfg.train.max_steps:,} x {per_step} sequences per step = {total:,} "
+                          f"sequences, more than one run plans ({MAX_SEQUENCES:,}): lower train.max_steps, or "
+                          "raise data.seq_len to put more tokens in each sequence")
     out, first = [], 0
     for i, (s, n) in enumerate(zip(stages, steps)):
         where = f"{where_from}: stage {i + 1} {s.name!r}"
@@ -218,6 +228,9 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
             raise ConfigError(f"{where}: progressive.enabled needs a replay or instruct share to ramp from "
                               f"(the domain share is 1)")
         n_seq = n * per_step
+        if cfg.progressive.enabled and shares["domain"] > 0 and n_seq > MAX_RAMP_SEQUENCES:
+            raise ConfigError(f"{where}: progressive.enabled schedules each of its {n_seq:,} sequences one by one, "
+                              f"at most {MAX_RAMP_SEQUENCES:,}: lower train.max_steps or turn progressive off")
         used = [r for r in ROLES if shares[r] > 0 or (cfg.dynamic_mix.enabled and data[r])]
         counted = {r: _pass_counts(data[r], s.loss_on, s.domain_as if r == "domain" else "as_is", count)
                    for r in used}
@@ -233,7 +246,7 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
         else:
             loss = None
         order = DeficitScheduler().schedule(targets, n_seq)
-        counts = np.bincount(order, minlength=len(ROLES))
+        counts = [np.count_nonzero(order == j) for j in range(len(ROLES))]  # not bincount: 8 bytes per int8
         roles = {r: _budget(int(counts[ROLES.index(r)]), cfg.data.seq_len, counted[r]) for r in used}
         out.append(Stage(i, s.name, first, n, first * per_step, n_seq, dict(zip(ROLES, tokens.tolist())),
                          s.lr or cfg.train.lr, s.loss_on, s.domain_as, data, roles, targets, order, unit, loss,

@@ -224,8 +224,8 @@ class TappedWriter(MetricWriter):
     """A MetricWriter that also hands every record to listeners (dynamic mixing reads evaluations here)."""
 
     def __init__(self, *args, **kwargs):
+        self.listeners: list = []  # first: the parent may write a record (event/stream_repaired) while opening
         super().__init__(*args, **kwargs)
-        self.listeners: list = []
 
     def write(self, name, value, step, tokens, **extra):
         rec = super().write(name, value, step, tokens, **extra)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 
@@ -70,11 +71,16 @@ class Supervisor(TrainerCallback):
         self._beat(state)
 
     def on_log(self, args, state, control, **kwargs):
-        self._beat(state)
+        self._beat(state, force=True)  # the status step never lags the stream's last record
 
     def on_evaluate(self, args, state, control, **kwargs):
         self._beat(state)
 
     def on_save(self, args, state, control, **kwargs):
-        self._beat(state, force=True, last_checkpoint=f"checkpoint-{state.global_step}")
+        name = f"checkpoint-{state.global_step}"
+        if self.main:  # the Trainer has written the folder: seal it, so later corruption is caught at resume
+            from .runs.checkpoints import write_checksums
+
+            write_checksums(Path(args.output_dir) / name)
+        self._beat(state, force=True, last_checkpoint=name)
 

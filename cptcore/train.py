@@ -243,6 +243,7 @@ def describe_error(e: BaseException) -> str:
     if "out of memory" in msg.lower() or isinstance(e, MemoryError):
         return (f"out of memory: {msg} (lower train.batch_size, raising train.grad_accum to keep the same batch, "
                 "or lower data.seq_len, or use LoRA)")
-    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+    full = "no space left on device" in msg.lower() or "os error 28" in msg.lower()  # also from Rust (safetensors)
+    if (isinstance(e, OSError) and e.errno == errno.ENOSPC) or full:
         return f"disk full: {msg} (free space where CPT_HOME and the checkpoints live, then cpt resume)"
     return msg

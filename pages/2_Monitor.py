@@ -70,8 +70,10 @@ def live_panel(run_id: str) -> None:
             st.toast("Stop requested: the run checkpoints and ends.")
         except RunError as e:
             st.error(str(e))
-    if b2.button("Resume", disabled=state not in ("failed", "stopped"), key="resume",
-                 help="Continue from the last usable checkpoint."):
+    in_flight = state in ("failed", "stopped") and launch.resume_in_flight(run)
+    if b2.button("Resume", disabled=state not in ("failed", "stopped") or in_flight, key="resume",
+                 help="A resume of this run is in progress." if in_flight else
+                 "Continue from the last usable checkpoint."):
         try:
             _, skipped = launch.resume(run)
             st.session_state["resume_note"] = "Resumed." + (f" Skipped: {'; '.join(skipped)}" if skipped else "")

@@ -34,6 +34,9 @@ def finished_run(home, status):
     return run
 
 
+S = "experiments/smoke.yaml"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["status", "nope"], "unknown run id 'nope'"),
     (["logs", "nope"], "unknown run id 'nope'"),
@@ -54,6 +57,29 @@ def finished_run(home, status):
     (["delete", "?", "--yes"], "invalid run id '?'"),         # nor is a glob
     (["status", "*"], "invalid run id '*'"),
     (["sweep", "experiments/smoke.yaml", "--grid", "mix.replay=1.5"], "mix.replay=1.5"),
+    # data and model errors: `cpt launch` (and train, plan) refuse them before anything is queued
+    (["launch", S, "--set", "data.domain=typo-docs.jsonl"], "typo-docs.jsonl: file not found"),
+    (["launch", S, "--set", "model.name=typo-model"], "model.name: unknown model 'typo-model'"),
+    (["launch", S, "--set", "data.seq_len=100000"], "exceeds the context of tiny-random-llama (2,048 tokens)"),
+    (["train", S, "--set", "data.seq_len=100000"], "exceeds the context of tiny-random-llama (2,048 tokens)"),
+    (["launch", S, "--set", "train.max_steps=1000000000"], "more than one run plans"),
+    (["launch", S, "--set", "progressive.enabled=true", "--set", "train.max_steps=10000000"],
+     "progressive.enabled schedules each of its 80,000,000 sequences"),
+    (["launch", S, "--set", "train.lr=-1"], "smoke.yaml with --set: train.lr: Input should be greater than 0"),
+    (["launch", S, "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
+    (["launch", "{empty}"], "the config file is empty"),
+    (["plan", "README.md"], "README.md line 6: invalid YAML"),
+    (["launch", S, "--set", "data.domain={bad}"], "bad.jsonl:2: malformed JSON"),
+    (["launch", S, "--set", "data.domain={latin}"], "latin.txt: not UTF-8 text"),
+    (["launch", S, "--set", "data.qa={bad}", "--set", "recipe=pit"], "recipe pit: data.qa: "),
+    (["launch", S, "--set", "data.replay=builtin:nope"], "unknown bundled dataset 'builtin:nope'"),
+    (["launch", S, "--set", "eval.evaluators=[nope]"], "eval.evaluators: unknown evaluator 'nope'"),
+    (["plan", S, "--set", "recipe=nope"], "recipe: unknown recipe"),
+    (["plan", S, "--set", "mix.domain=0", "--set", "mix.replay=0", "--set", "mix.instruct=0"], "must sum to 1"),
+    (["launch", S, "--set", "nope"], "--set 'nope': expected section.key=value"),
+    (["sweep", S, "--grid", "train.lr=abc"], "--grid point train.lr=abc"),
+    (["score-if", "{bad}"], "bad.jsonl:2: malformed JSON"),
+    (["eval", "--model", "typo-model", "--suite", "ifeval"], "--model: 'typo-model' is not a built-in model"),
 ])
 def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, monkeypatch, capsys, argv, message):
     home = tmp_path / "runs"
@@ -62,7 +88,11 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(tmp_path, monkeypatch, caps
     live = sleeper()
     try:
         running = running_run(home, live.pid)
-        argv = [a.format(completed=done.id, running=running.id) for a in argv]
+        (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"text": broken\n')
+        (tmp_path / "empty.yaml").write_text("")
+        (tmp_path / "latin.txt").write_bytes(b"\xff\xfe caf\xe9")
+        files = {k: str(tmp_path / f) for k, f in (("bad", "bad.jsonl"), ("empty", "empty.yaml"), ("latin", "latin.txt"))}
+        argv = [a.format(completed=done.id, running=running.id, **files) for a in argv]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err

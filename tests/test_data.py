@@ -52,14 +52,15 @@ def test_packing_never_drops_or_truncates_a_document():
 
 def test_mixed_tokens_match_requested_shares_exactly(tiny_cfg, tok):
     data = mix_of(tiny_cfg, tok, 200)
-    assert data.input_ids.shape == (200, 64)
+    input_ids, labels = data.materialize()
+    assert input_ids.shape == (200, 64)
     realized = data.realized_shares(200)
     for role in ROLES:
         assert abs(realized[role] - getattr(tiny_cfg.mix, role)) <= 0.01
     man = data.manifest["roles"]
     assert len(man["domain"]["sources"][0]["files"][0]["sha256"]) == 64
     assert man["domain"]["tokens_trained"] == (data.roles == 0).sum() * 64
-    assert man["domain"]["loss_tokens_trained"] == (data.labels[data.roles == 0][:, 1:] != IGNORE).sum()
+    assert man["domain"]["loss_tokens_trained"] == (labels[data.roles == 0][:, 1:] != IGNORE).sum()
 
 
 def test_one_scheduler_follows_changing_targets_and_restarts():
@@ -81,8 +82,8 @@ def test_same_seed_same_data_other_seed_other_order(tiny_cfg, tok):
     a = mix_of(tiny_cfg, tok, 50)
     b = mix_of(tiny_cfg, tok, 50)
     c = mix_of(tiny_cfg.with_overrides(["train.seed=1"]), tok, 50)
-    assert np.array_equal(a.input_ids, b.input_ids)
-    assert not np.array_equal(a.input_ids, c.input_ids)
+    assert np.array_equal(a.materialize()[0], b.materialize()[0])
+    assert not np.array_equal(a.materialize()[0], c.materialize()[0])
 
 
 def test_zero_share_role_is_absent(tiny_cfg, tok):
@@ -104,8 +105,9 @@ def test_chat_loss_mask_covers_assistant_tokens_only(tok):
 
 def test_text_and_chat_roles_mix_with_correct_masks(tiny_cfg, tok):
     data = mix_of(tiny_cfg, tok, 100)
-    text_rows = data.labels[data.roles == 0]
-    chat_rows = data.labels[data.roles == 2]
+    _, labels = data.materialize()
+    text_rows = labels[data.roles == 0]
+    chat_rows = labels[data.roles == 2]
     assert (text_rows != IGNORE).all()  # raw text: every token trains
     assert (chat_rows == IGNORE).any() and (chat_rows != IGNORE).any()
 
@@ -147,3 +149,47 @@ def test_keep_and_drop_select_rows_by_a_field_after_max_rows(tmp_path):
     assert [r["text"] for r in drop] == ["doc 3", "doc 7", "doc 11"]
     with pytest.raises(DataError, match="no rows left after keep/drop"):
         read_records(SourceConfig(path=str(f), keep={"entity_id": ["nobody"]}))
+
+
+def test_a_sequence_cut_on_demand_is_the_one_cut_in_order():
+    lengths = [3, 17, 5, 40, 1, 8]
+    docs = [([i] * n, [i] * n) for i, n in enumerate(lengths, start=1)]
+    in_order = Packer(docs, seq_len=8, seed=3)
+    stream = [in_order.next()[0] for _ in range(40)]  # five passes
+    fresh = Packer(docs, seq_len=8, seed=3)
+    for k in (39, 0, 17, 9, 9, 25):  # any order, as a resumed run that skips batches asks
+        assert np.array_equal(fresh.sequence(k)[0], stream[k])
+
+
+def test_huge_max_steps_plans_fast_and_holds_no_tokens_until_fetched(tiny_cfg, tok):
+    import time
+
+    from cptcore.plan import plan
+
+    t0 = time.perf_counter()
+    p = plan(tiny_cfg.with_overrides({"train.max_steps": 10_000_000}))  # 40M sequences (batch 4)
+    assert time.perf_counter() - t0 < 30  # a Python loop per sequence took minutes
+    assert p.sequences == 40_000_000 and p.stages[0].order.nbytes == 40_000_000
+    counts = np.bincount(p.stages[0].order, minlength=3)
+    assert all(abs(counts[k] - getattr(tiny_cfg.mix, r) * p.sequences) <= 1 for k, r in enumerate(ROLES))
+
+    cfg = tiny_cfg.with_overrides({"train.batch_size": 1, "train.max_steps": 200_000})
+    data = build_mix(cfg, tok)
+    held = data.roles.nbytes + data.stage.nbytes + data.rank.nbytes + data.loss_counts.nbytes
+    assert held == 10 * 200_000  # bookkeeping only: the tokens would be 200,000 x 64 x 8 bytes
+    last = data.fetch(199_999)
+    again = build_mix(cfg, tok)
+    for i in range(199_990, 200_000):  # fetched late and out of order: still the same sequence
+        again.fetch(i)
+    assert np.array_equal(again.fetch(199_999)[0], last[0]) and last[2] == data.roles[199_999]
+    assert data.manifest["realized_loss"] is None  # too large to cut up front: the stream counts it
+
+
+def test_a_run_larger_than_a_plan_can_hold_is_refused_with_what_to_change(tiny_cfg):
+    from cptcore.config import ConfigError
+    from cptcore.plan import plan
+
+    with pytest.raises(ConfigError, match=r"train.max_steps=1,000,000,000 x 4 sequences per step .* lower train.max_steps"):
+        plan(tiny_cfg.with_overrides({"train.max_steps": 1_000_000_000}))
+    with pytest.raises(ConfigError, match="progressive.enabled schedules each of its"):
+        plan(tiny_cfg.with_overrides({"train.max_steps": 10_000_000, "progressive.enabled": True}))

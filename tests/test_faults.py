@@ -94,6 +94,21 @@ def test_a_corrupt_last_checkpoint_is_skipped_and_the_previous_one_used(tiny_cfg
     assert list(run.checkpoints_dir.glob("corrupt-checkpoint-6-*"))
 
 
+def test_same_size_corruption_of_a_checkpoint_is_caught_by_its_checksums(tiny_cfg):
+    run = Run.create(home(), tiny_cfg.with_overrides(["train.max_steps=4", "train.save_every_steps=2"]))
+    train_run(run, progress=False)
+    last = run.checkpoints_dir / "checkpoint-4"
+    assert check_checkpoint(last) is None and (last / "checksums.json").is_file()
+    weights = last / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)  # flipped bytes, same size, header intact
+    weights.write_bytes(bytes(data))
+    assert check_checkpoint(last, checksums=False) is None  # headers and sizes alone cannot see it
+    assert check_checkpoint(last) == "model.safetensors is corrupt (its sha256 differs from the one recorded at save)"
+    chosen, skipped = pick_checkpoint(run)
+    assert chosen.name == "checkpoint-2" and skipped[0][0].name == "checkpoint-4"
+
+
 def test_a_full_disk_while_checkpointing_fails_clearly_and_leaves_a_usable_older_checkpoint(tiny_cfg, monkeypatch):
     import torch
 

@@ -31,7 +31,7 @@ def test_loss_token_shares_count_the_label_positions_that_carry_loss_exactly():
                        [7, x, x, x, 8],    # instruct: 1 (position 0 predicts nothing: not counted)
                        [1, 2, 3, 4, 5]])   # replay: 4
     roles = np.array([0, 2, 2, 1], dtype=np.int8)
-    data = MixedData(None, labels, labels, roles, np.zeros(4, np.int8), loss_positions(labels), {})
+    data = MixedData(None, roles, np.zeros(4, np.int8), np.zeros(4, np.int32), loss_positions(labels))
     assert loss_positions(labels).tolist() == [4, 2, 1, 4]
     assert data.realized_shares(4) == {"domain": 0.25, "replay": 0.25, "instruct": 0.5}
     assert data.realized_shares(4, unit="loss_tokens") == {"domain": 4 / 11, "replay": 4 / 11, "instruct": 3 / 11}

@@ -151,6 +151,22 @@ def test_monitor_draws_loss_mix_and_baseline_charts_with_warnings(store):
     assert [m.value for m in at.metric][:2] == ["completed", "20 / 20"]
 
 
+def test_monitor_disables_resume_while_another_resume_of_the_run_is_in_flight(store):
+    import fcntl
+
+    a, _ = store
+    a.write_status("stopped", pid=None)
+    at = open_page(PAGES[1], {"monitor_run": a.id})
+    assert not at.button(key="resume").disabled
+    with open(a.dir / ".resume.lock", "a") as lock:  # as a `cpt resume` (or another tab) checking it right now
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        at.run()
+        assert at.button(key="resume").disabled
+        assert at.button(key="resume").help == "A resume of this run is in progress."
+    at.run()
+    assert not at.button(key="resume").disabled
+
+
 def test_monitor_stop_button_requests_a_stop(store):
     _, running = store
     at = open_page(PAGES[1], {"monitor_run": running.id})

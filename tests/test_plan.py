@@ -82,6 +82,9 @@ def test_a_plan_error_names_the_stage_and_what_to_set():
 
 
 def test_cpt_plan_loads_no_model_and_no_torch():
+    from cptcore.models import DEFAULT_MODEL, resolve_model
+
+    resolve_model(DEFAULT_MODEL)  # the tokenizer on disk (fetched once): what counting reads, without torch
     code = ("import sys; from cptcore.cli import main; "
             "rc = main(['plan', 'experiments/recipes/pit_plus.yaml']); "
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'; "

@@ -139,18 +139,19 @@ def test_qa_stages_train_on_answer_tokens_only(tok, tiny_cfg, qa_file, entity_do
     cfg = tiny_cfg.with_overrides({"recipe": "pit_plus", "data.qa": str(qa_file), "data.domain": str(entity_docs),
                                    "train.max_steps": 10})
     data = build_mix(cfg, tok)
+    input_ids, labels_all = data.materialize()
     answers = [json.loads(l)["answer"] for l in qa_file.read_text().splitlines()]
     qa_rows = np.flatnonzero((data.stage == 0) & (data.roles == 2))
     assert len(qa_rows) > 0
     for i in qa_rows:
-        ids, labels = data.input_ids[i], data.labels[i]
+        ids, labels = input_ids[i], labels_all[i]
         assert (labels == IGNORE).any()
         spans = np.split(np.flatnonzero(labels != IGNORE), np.flatnonzero(np.diff(np.flatnonzero(labels != IGNORE)) > 1) + 1)
         for span in spans:
             text = tok.decode(ids[span]).replace("<|im_end|>", "").strip()
             assert not text or any(text in a or a in text for a in answers), text
             assert "?" not in text  # never a question token
-    docs = data.labels[(data.stage == 1) & (data.roles == 0)]
+    docs = labels_all[(data.stage == 1) & (data.roles == 0)]
     assert (docs != IGNORE).all()  # documents: every token
 
 
@@ -158,17 +159,18 @@ def test_loss_on_all_also_trains_the_prompt(tok, tiny_cfg, qa_file):
     cfg = tiny_cfg.with_overrides({"stages": [{"name": "qa", "data": {"instruct": str(qa_file)}, "loss_on": "all",
                                                "mix": {"domain": 0, "replay": 0, "instruct": 1}}],
                                    "train.max_steps": 2})
-    data = build_mix(cfg, tok)
-    assert (data.labels == data.input_ids).all()
+    input_ids, labels = build_mix(cfg, tok).materialize()
+    assert (labels == input_ids).all()
 
 
 def test_knowledge_instruct_turns_documents_into_fact_instructions(tok, tiny_cfg, entity_docs):
     cfg = tiny_cfg.with_overrides({"recipe": "knowledge_instruct", "data.domain": str(entity_docs)})
     data = build_mix(cfg, tok)
-    row = data.input_ids[np.flatnonzero(data.roles == 0)[0]]
+    input_ids, labels = data.materialize()
+    row = input_ids[np.flatnonzero(data.roles == 0)[0]]
     text = tok.decode(row)
     assert "Velmora" in text and "<|im_start|>user" in text  # chat-formatted facts, not raw text
-    labels = data.labels[data.roles == 0]
+    labels = labels[data.roles == 0]
     assert (labels == IGNORE).any() and (labels != IGNORE).any()
     assert data.manifest["roles"]["domain"]["sources"][0]["format"] == "chat"
 

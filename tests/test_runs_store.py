@@ -102,10 +102,20 @@ def test_the_tailer_returns_each_complete_line_once_and_holds_back_a_partial_one
     assert tail.read() == (b'{"a": 3}\n', True)
 
 
-def test_metric_reader_skips_malformed_lines(tmp_path):
+def test_metric_reader_reports_malformed_lines_as_events_instead_of_hiding_them(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"name": "a", "step": 1, "value": 1}\nnot json\n[1, 2]\n{"name": "b", "step": 1, "value": 2}\n')
-    assert [r["name"] for r in MetricReader(path).read_new()] == ["a", "b"]
+    path.write_text('{"name": "a", "step": 1, "value": 1}\nnot json\n[1, 2]\n{"name": "b", "step": 1, "value": 2}\n'
+                    '{"s{"step": 56, "name": "train/loss", "value": 1.0}\n')
+    recs = MetricReader(path).read_new()
+    assert [r["name"] for r in recs] == ["a", "event/malformed_line", "event/malformed_line", "b",
+                                         "event/malformed_line"]
+    bad = [r for r in recs if r["name"] == "event/malformed_line"]
+    assert all(r["value"] is None and r["step"] == 1 for r in bad)
+    assert "not json" in bad[0]["message"] and '{"s{"step": 56' in bad[2]["message"]
+    from cptcore.frames import load_metrics
+
+    m = load_metrics(path)  # Monitor's events list shows them too
+    assert list(m.events["name"]) == ["event/malformed_line"] * 3 and list(m.values["name"]) == ["a", "b"]
 
 
 def test_latest_attempt_keeps_the_resumed_records_and_the_later_line_of_equal_attempts(tmp_path):
@@ -236,3 +246,7 @@ def test_a_full_disk_error_names_the_disk():
 
     msg = describe_error(OSError(errno.ENOSPC, "No space left on device"))
     assert msg.startswith("disk full: ") and "cpt resume" in msg
+    # safetensors (Rust) reports the same full disk in its own exception type
+    rust = type("SafetensorError", (Exception,), {})("Error while serializing: I/O error: No space left on device "
+                                                      "(os error 28)")
+    assert describe_error(rust).startswith("disk full: SafetensorError")

@@ -74,3 +74,19 @@ def test_without_loss_targets_only_the_realized_loss_mix_is_written(tmp_path, ti
     records = run.read_metrics()
     assert set(by_step(records, "mix_loss/")[2]) == set(ROLES)
     assert not by_step(records, "mix_loss/requested/")
+
+
+def test_a_tapped_writer_repairs_a_torn_stream_and_reports_it(tmp_path):
+    """The training process's writer (TappedWriter) opens a stream whose last line was torn by a full disk."""
+    from cptcore.runs.metrics import parse_records
+    from cptcore.stream import TappedWriter
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "tokens": 1, "time": 0.5, "name": "train/loss", "value": 2.0, "attempt": 1}\n{"s')
+    seen = []
+    w = TappedWriter(path, attempt=2)
+    w.listeners.append(seen.append)
+    w.write("train/loss", 1.5, 2, 2)
+    w.close()
+    names = [r["name"] for r in parse_records(path.read_bytes())]
+    assert names == ["train/loss", "event/stream_repaired", "train/loss"] and seen[0]["step"] == 2

@@ -75,3 +75,19 @@ def test_supervisor_checkpoints_and_stops_when_stop_json_appears(tmp_path):
     assert st["stop_requested"] is True and st["step"] == 4
     (event,) = [r for r in run.read_metrics() if r["name"] == "event/stopped"]
     assert event["step"] == 4 and "checkpoint at step 4" in event["message"]
+
+
+def test_the_status_step_follows_every_logged_step_not_only_the_heartbeat(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    from cptcore.supervise import Supervisor
+
+    run = Run.create(tmp_path, RunConfig(name="lag"))
+    sup = Supervisor(run, None, every_s=3600)  # a heartbeat that never comes due
+    state, control = TrainerState(global_step=1, max_steps=10), TrainerControl()
+    sup.on_train_begin(None, state, control)
+    state.global_step = 7
+    sup.on_step_end(None, state, control)
+    assert run.status()["step"] == 1  # between log steps the heartbeat's rate holds
+    sup.on_log(None, state, control)  # the stream gets step 7's record now
+    assert run.status()["step"] == 7

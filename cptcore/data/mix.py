@@ -10,7 +10,7 @@ share), "loss_tokens" counts the label positions that carry loss (labels[1:] != 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -23,14 +23,18 @@ from .schedule import DeficitScheduler, loss_shares
 
 @dataclass
 class MixedData:
-    """The run's training sequences in the order they are trained, plus what went into them."""
+    """The run's training sequences in the order they are trained, plus what went into them.
+
+    Only bookkeeping is held per sequence (role, stage, rank among its role's sequences of the stage, loss
+    count: 10 bytes); fetch(i) cuts sequence i from its role's packer when the trainer asks for it, so memory
+    does not grow with train.max_steps and a resumed run that skips batches reads the same sequences."""
     plan: Plan
-    input_ids: np.ndarray  # (n, seq_len) int32
-    labels: np.ndarray     # (n, seq_len) int32, IGNORE where no loss
     roles: np.ndarray      # (n,) index into ROLES; -1 until an online mix fills the row
     stage: np.ndarray      # (n,) stage index of each sequence
-    loss_counts: np.ndarray  # (n,) positions that carry loss per sequence (loss_positions); 0 until filled
-    manifest: dict
+    rank: np.ndarray       # (n,) which sequence of its role's packer in its stage (-1 until an online mix fills it)
+    loss_counts: np.ndarray  # (n,) positions that carry loss per sequence (loss_positions); -1 until cut
+    packers: list = field(default_factory=list, repr=False)  # per stage: {role: Packer}
+    manifest: dict = field(default_factory=dict)
     online: "OnlineMix | None" = None
 
     def __len__(self) -> int:
@@ -43,16 +47,29 @@ class MixedData:
     def fetch(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
         if self.roles[i] < 0:
             self.online.fill(self, i)
-        return self.input_ids[i], self.labels[i], int(self.roles[i])
+        role = int(self.roles[i])
+        ids, labels = self.packers[int(self.stage[i])][ROLES[role]].sequence(int(self.rank[i]))
+        self.loss_counts[i] = loss_positions(labels)
+        return ids, labels, role
+
+    def materialize(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, labels) of the first n sequences as (n, seq_len) arrays: for inspection and tests of
+        small runs (a real run never holds them all)."""
+        n = len(self) if n is None else n
+        rows = [self.fetch(i)[:2] for i in range(n)]
+        return (np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])) if rows else (
+            np.zeros((0, self.plan.seq_len), np.int32), np.zeros((0, self.plan.seq_len), np.int32))
 
     def realized_shares(self, n_sequences: int, start: int = 0, unit: str = "tokens") -> dict[str, float]:
         """Each role's share of the input tokens (unit "tokens") or of the loss tokens ("loss_tokens") among
         sequences start..n_sequences-1 that were trained."""
         n = max(start + 1, min(n_sequences, len(self.roles)))
         roles = self.roles[start:n]
-        done = roles >= 0
-        weights = self.loss_counts[start:n][done] if unit == "loss_tokens" else None
-        counts = np.bincount(roles[done], weights=weights, minlength=len(ROLES))
+        if unit == "loss_tokens":  # sequences cut (trained or counted), so their loss is known
+            lc = self.loss_counts[start:n]
+            counts = np.array([lc[(roles == j) & (lc >= 0)].sum(dtype=np.int64) for j in range(len(ROLES))])
+        else:  # per role, not np.bincount: that widens int8 roles to 8 bytes each
+            counts = np.array([np.count_nonzero(roles == j) for j in range(len(ROLES))])
         total = counts.sum()
         return {r: float(c / total) if total else 0.0 for r, c in zip(ROLES, counts)}
 
@@ -104,15 +121,20 @@ def role_packers(cfg: RunConfig, tokenizer, roles: list[str], loss_on: str = "an
     return out
 
 
+# Runs up to this many sequences and input tokens cut every sequence once before training, to count its loss
+# tokens for the manifest's exact loss shares (~20 us a cut: under a second); larger runs leave that to the
+# stream (mix_loss: exact over what was trained) and the manifest says None.
+COUNT_LOSS_UP_TO = (20_000, 1 << 26)
+
+
 def build_mix(cfg: RunConfig, tokenizer, plan: Plan | None = None) -> MixedData:
-    """Tokenize each stage's sources, pack them, and lay out the plan's sequences in mix order."""
+    """Tokenize each stage's sources and lay out the plan's sequences in mix order (cut when fetched)."""
     from ..plan import stage_config
 
     plan = plan or make_plan(cfg)
-    seq_len, n = plan.seq_len, plan.sequences
-    input_ids = np.empty((n, seq_len), dtype=np.int32)
-    labels = np.empty((n, seq_len), dtype=np.int32)
+    n = plan.sequences
     roles = np.full(n, -1, dtype=np.int8)
+    rank = np.full(n, -1, dtype=np.int32)
     stage_idx = np.empty(n, dtype=np.int8)
     stage_packers, stage_entries = [], []
     for s in plan.stages:
@@ -124,13 +146,15 @@ def build_mix(cfg: RunConfig, tokenizer, plan: Plan | None = None) -> MixedData:
         if plan.online:
             continue
         roles[span] = s.order
-        for role, (packer, _) in packers.items():
-            for i in s.first_seq + np.flatnonzero(s.order == ROLES.index(role)):
-                input_ids[i], labels[i] = packer.next()
-    loss_counts = np.zeros(n, dtype=np.int64) if plan.online else loss_positions(labels)
-    data = MixedData(plan, input_ids, labels, roles, stage_idx, loss_counts, {})
+        for role in packers:  # the k-th sequence of a role in this stage is its packer's sequence k
+            mine = s.order == ROLES.index(role)
+            rank[span][mine] = np.arange(int(mine.sum()), dtype=np.int32)
+    data = MixedData(plan, roles, stage_idx, rank, np.full(n, -1, dtype=np.int32), stage_packers)
     if plan.online:
         data.online = OnlineMix(plan, stage_packers)
+    elif plan.sequences <= COUNT_LOSS_UP_TO[0] and plan.tokens <= COUNT_LOSS_UP_TO[1]:
+        for i in range(n):
+            data.fetch(i)
     data.manifest = manifest(data, stage_packers, stage_entries)
     return data
 
@@ -149,7 +173,8 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
             else:
                 mine = data.roles[span] == ROLES.index(role)
                 seqs = int(mine.sum())
-                loss = int(data.loss_counts[span][mine].sum())
+                counts = data.loss_counts[span][mine]
+                loss = int(counts.sum()) if (counts >= 0).all() else None  # large runs: in the stream
             per_role[role] = {"sources": entries[role], "sequences": seqs, "tokens_trained": seqs * seq_len,
                               "loss_tokens_trained": loss, "tokens_available": packer.tokens_per_pass,
                               "passes": round(seqs * seq_len / packer.tokens_per_pass, 4)}
@@ -158,7 +183,8 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
             t["sources"] += [e for e in entries[role] if e["path"] not in {x["path"] for x in t["sources"]}]
             t["sequences"] += seqs
             t["tokens_trained"] += seqs * seq_len
-            t["loss_tokens_trained"] = None if loss is None else t["loss_tokens_trained"] + loss
+            t["loss_tokens_trained"] = (None if loss is None or t["loss_tokens_trained"] is None
+                                        else t["loss_tokens_trained"] + loss)
             t["available"].add(packer.tokens_per_pass)
         stages.append({"index": s.index, "name": s.name, "roles": per_role})
     for t in totals.values():  # passes of the whole run where every stage packs the same amount of data
@@ -166,9 +192,10 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
         t["tokens_available"] = avail.pop() if len(avail) == 1 else None
         t["passes"] = round(t["tokens_trained"] / t["tokens_available"], 4) if t["tokens_available"] else None
     out = {"roles": totals, "stages": stages, "plan": plan.to_dict()}  # shares, steps, LRs: in the plan
-    if not plan.online:  # shares of the input tokens and of the loss tokens packed
+    if not plan.online:  # shares of the input tokens and of the loss tokens packed (counted runs)
         out["realized"] = data.realized_shares(len(data))
-        out["realized_loss"] = data.realized_shares(len(data), unit="loss_tokens")
+        counted = bool((data.loss_counts >= 0).all())
+        out["realized_loss"] = data.realized_shares(len(data), unit="loss_tokens") if counted else None
     return out
 
 
@@ -183,9 +210,10 @@ class OnlineMix:
 
     def __init__(self, plan: Plan, packers: list[dict[str, Packer]]):
         self.plan, self.packers = plan, packers
-        self.used = np.zeros((plan.sequences, len(ROLES)))  # the target each fetched sequence was scheduled by
+        self.used = np.zeros((plan.sequences, len(ROLES)), dtype=np.float32)  # the target each fetched sequence was scheduled by
         self.shift = {"replay": 0.0, "instruct": 0.0}
         self.scheduler = DeficitScheduler()
+        self.taken = [[0] * len(ROLES) for _ in packers]  # sequences cut per stage and role so far
         self._stage = -1
 
     def target(self, i: int) -> np.ndarray:
@@ -218,6 +246,6 @@ class OnlineMix:
             self.scheduler.restart()
         self.used[i] = self.target(i)
         role = self.scheduler.next(self.used[i])
-        data.input_ids[i], data.labels[i] = self.packers[k][ROLES[role]].next()
-        data.loss_counts[i] = loss_positions(data.labels[i])
+        data.rank[i] = self.taken[k][role]
+        self.taken[k][role] += 1
         data.roles[i] = role

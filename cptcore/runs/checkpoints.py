@@ -1,14 +1,19 @@
 """A run's checkpoints: list them by step, pick the newest usable one, and check one without loading torch.
 
-The checks read headers and sizes only (no tensors), so the dashboard's Resume button and `cpt resume` stay fast.
+The checks read headers and sizes (no tensors), and at resume the checksums the training process wrote when it
+saved the folder (checksums.json: sha256 of every file, ~1 s per GB), so a checkpoint with flipped bytes of the
+same size is set aside rather than resumed from.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 import struct
 import zipfile
 from pathlib import Path
 
+from ..data.sources import sha256
 from .store import Run, RunError
 
 
@@ -40,8 +45,42 @@ def pick_checkpoint(run: Run) -> tuple[Path | None, list[tuple[Path, str]]]:
     raise RunError(f"cannot resume {run.id}: no usable checkpoint ({reasons})")
 
 
-def check_checkpoint(path: Path) -> str | None:
-    """None when an HF checkpoint folder looks complete, else why not (cheap: headers and sizes, no tensors)."""
+CHECKSUMS = "checksums.json"
+
+
+def write_checksums(folder: Path) -> None:
+    """Record size and sha256 of every file in a saved checkpoint folder (written last, atomically). Rank 0
+    writes them; other ranks' RNG files (rng_state_1.pth, ...) may still be in flight then, so they are left out."""
+    folder = Path(folder)
+    sums = {p.name: {"size": p.stat().st_size, "sha256": sha256(p)} for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != CHECKSUMS and not re.fullmatch(r"rng_state_[1-9]\d*\.pth", p.name)}
+    tmp = folder / f".{CHECKSUMS}.part"
+    tmp.write_text(json.dumps(sums, indent=1), encoding="utf-8")
+    os.replace(tmp, folder / CHECKSUMS)
+
+
+def verify_checksums(folder: Path) -> str | None:
+    """None when every file listed in checksums.json has its recorded size and sha256 (or the folder has no
+    checksums: saved by an older version, or by a crash before they were written), else the first mismatch."""
+    f = Path(folder) / CHECKSUMS
+    if not f.is_file():
+        return None
+    try:
+        sums = json.loads(f.read_text(encoding="utf-8"))
+        for name, want in sums.items():
+            p = Path(folder) / name
+            if not p.is_file():
+                return f"{name} is missing (listed in {CHECKSUMS})"
+            if p.stat().st_size != want["size"] or sha256(p) != want["sha256"]:
+                return f"{name} is corrupt (its sha256 differs from the one recorded at save)"
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError):
+        return f"{CHECKSUMS} is corrupt"
+    return None
+
+
+def check_checkpoint(path: Path, checksums: bool = True) -> str | None:
+    """None when an HF checkpoint folder is complete, else why not: headers and sizes (no tensors), then, with
+    checksums=True, the sha256 of every file recorded at save."""
     path = Path(path)
     if not path.is_dir():
         return "not a folder"
@@ -72,7 +111,7 @@ def check_checkpoint(path: Path) -> str | None:
         problem = check_torch_zip(f)
         if problem:
             return problem
-    return None
+    return verify_checksums(path) if checksums else None
 
 
 def check_safetensors(path: Path) -> str | None:

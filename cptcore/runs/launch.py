@@ -183,13 +183,30 @@ def resume(run: Run) -> tuple[Run, list[str]]:
         return _resume(run)
 
 
+def resume_in_flight(run: Run) -> bool:
+    """True while some process holds the run's resume lock (a resume is checking and relaunching it): Monitor
+    disables its Resume button then."""
+    import fcntl
+
+    try:
+        with open(run.dir / ".resume.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:  # a read-only or vanished run folder: nothing can resume it from here either
+        return False
+
+
 def _resume(run: Run) -> tuple[Run, list[str]]:
     st = refresh(run)
     status = st.get("status")
     if status == "completed":
         raise RunError(f"run {run.id} already completed: nothing to resume (launch a new run to train longer)")
     if status in ACTIVE_STATUSES:
-        raise RunError(f"run {run.id} is {status}: stop it first (cpt stop {run.id})")
+        raise RunError(f"run {run.id} is already {status} (resumed or launched): nothing to resume; "
+                       f"cpt stop {run.id} ends it")
     if status not in ("failed", "stopped"):
         raise RunError(f"run {run.id} has status {status!r} ({run.status_path} unreadable?): cannot tell whether "
                        "it is still alive, so it is not resumed")

@@ -125,8 +125,11 @@ class StreamTail:
         return data[:cut], restarted
 
 
-def parse_records(data: bytes) -> list[dict]:
-    """Complete JSONL lines -> records; a malformed line is skipped, not fatal."""
+MALFORMED = "event/malformed_line"
+
+
+def parse_json_lines(data: bytes) -> list[dict]:
+    """Complete JSONL lines of any objects (per-item evaluation files): a line that is not one is skipped."""
     out = []
     for line in data.split(b"\n"):
         if line.strip():
@@ -136,6 +139,30 @@ def parse_records(data: bytes) -> list[dict]:
                 continue
             if isinstance(rec, dict):
                 out.append(restore_nonfinite(rec) if "nonfinite" in rec else rec)
+    return out
+
+
+def parse_records(data: bytes) -> list[dict]:
+    """Complete JSONL lines -> records. A line that is not a record (not JSON, or without a name and an integer
+    step) is not fatal and not hidden: it becomes an `event/malformed_line` event that quotes it, at the step
+    of the record before it, so Monitor's events and `cpt metrics` show that something was lost there."""
+    out, step, attempt = [], 0, 1
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict) and "name" in rec and isinstance(rec.get("step"), int):
+            out.append(restore_nonfinite(rec) if "nonfinite" in rec else rec)
+            step, attempt = rec["step"], rec.get("attempt") or attempt
+            continue
+        text = line.decode("utf-8", "replace").strip()
+        quoted = text if len(text) <= 80 else text[:77] + "..."
+        out.append({"step": step, "tokens": 0, "time": None, "name": MALFORMED, "value": None, "attempt": attempt,
+                    "message": f"a line of the metric stream is not a record and was skipped ({len(line)} bytes "
+                               f"after step {step}): {quoted}"})
     return out
 
 

@@ -53,14 +53,15 @@ def bare_loop_throughput(cfg) -> float:
     torch.manual_seed(0)
     model, tok = make_model(cfg, "cpu")
     b = cfg.train.batch_size
-    data = build_mix(cfg, tok)  # the plan: max_steps x batch_size sequences
+    data = build_mix(cfg, tok)  # the plan: max_steps x batch_size sequences, cut when fetched
+    input_ids, all_labels = data.materialize()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     model.train()
     times = []
     for step in range(cfg.train.max_steps):
         t0 = time.perf_counter()
-        ids = torch.from_numpy(data.input_ids[step * b:(step + 1) * b]).long()
-        labels = torch.from_numpy(data.labels[step * b:(step + 1) * b]).long()
+        ids = torch.from_numpy(input_ids[step * b:(step + 1) * b]).long()
+        labels = torch.from_numpy(all_labels[step * b:(step + 1) * b]).long()
         loss = model(input_ids=ids, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
@@ -132,7 +133,7 @@ def mix_error(cfg, tokens: int = 200_000) -> tuple[float, float]:
     err = max(abs(realized[r] - s) for r, s in cfg.mix.shares().items())
     # every position of a packed sequence is filled from a document (EOS separators included): count them
     filled = sum(v["tokens_trained"] for v in data.manifest["roles"].values())
-    return err * 100, filled / data.input_ids.size
+    return err * 100, filled / (len(data) * cfg.data.seq_len)
 
 
 def main() -> None:
