@@ -20,12 +20,22 @@ from .runs import Run, RunError, cpt_home
 
 
 # --- train / runs / metrics ------------------------------------------------------------------
+def tell_evaluations(cfg: RunConfig) -> None:
+    """One stderr line per evaluator that measures the user's own data or is not run (bundled data: silent)."""
+    from .data.heldout import describe_sources
+
+    for name, where in describe_sources(cfg).items():
+        if "bundled" not in where:
+            print(f"{name}: {where}", file=sys.stderr)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .runs.launch import check_startable, train_in_slot  # train_in_slot waits its turn in the queue
 
     cfg = RunConfig.load(args.config, args.set)  # parsed once; passed down to the trainer
     if not args.run_id:  # a typo in a path or the model name: one line, and no failed run left behind
         check_startable(cfg)
+        tell_evaluations(cfg)
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)
     print(f"run id: {run.id}", flush=True)
     result = train_in_slot(run, cfg, progress=not args.no_progress)
@@ -113,6 +123,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
     cfg = RunConfig.load(args.config, args.set)
     run = launch(cfg, cpt_home(), tags=args.tag)
     print(run.id, flush=True)
+    tell_evaluations(cfg)
     print(f"queued in the background; follow it with: cpt logs {run.id} --follow", file=sys.stderr)
     return 0
 

@@ -29,6 +29,23 @@ def config_summary(run: Run) -> str:
 
 
 # --- config diff -----------------------------------------------------------------------------
+def measured_on(runs: list[Run]) -> tuple[list[str], list[str]]:
+    """(what each evaluator measured, shared by every run; evaluators whose data differ between the runs, with
+    each run's). From the manifests' `evaluations`: values of different data are not comparable."""
+    seen: dict[str, dict[str, str]] = {}
+    for r in runs:
+        for name, where in (r.manifest().get("evaluations") or {}).items():
+            seen.setdefault(name, {})[r.id] = where
+    same, differ = [], []
+    for name, by_run in seen.items():
+        if len(set(by_run.values())) == 1 and len(by_run) == len(runs):
+            same.append(f"{name}: {next(iter(by_run.values()))}")
+        else:
+            differ.append(f"{name} measures different data: "
+                          + "; ".join(f"{rid}: {by_run.get(rid, 'not recorded')}" for rid in (r.id for r in runs)))
+    return same, differ
+
+
 def flatten(d, prefix: str = "") -> dict[str, str]:
     """Nested dict → {'train.lr': '5e-05', 'data.domain.0.path': 'builtin:...'} (values as text)."""
     out: dict[str, str] = {}

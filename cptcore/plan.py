@@ -192,7 +192,10 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
     world_size: processes sharing a step (default: from cfg.launch). count: counts one pass over a source, to
     add loss tokens, loss shares, available tokens and passes (mix.unit=loss_tokens needs it: the model's
     tokenizer is used when none is given). ConfigError names what to fix."""
+    from .data.heldout import resolve
+
     check_context(cfg)
+    cfg = resolve(cfg)  # evaluations follow the data: a user's held-out documents leave the training sources
     unit = cfg.mix.unit
     if unit == "loss_tokens" and count is None:
         count = counter_for(cfg)

@@ -42,6 +42,8 @@ def qa_subjects(cfg: RunConfig) -> tuple[str, list[str]]:
         rows = [r for src in cfg.data.qa for r in read_records(src)]
     except DataError as e:
         raise ConfigError(f"recipe {cfg.recipe}: data.qa: {e}") from None
+    if rows and all(r.get("document_key") and str(r.get("entity_id")) == r["document_key"] for r in rows):
+        return "document_key", sorted({r["document_key"] for r in rows})  # `cpt synth` QA of documents without ids
     for field in ("entity_id", "entity"):
         values = sorted({str(r[field]) for r in rows if r.get(field) is not None})
         if values:

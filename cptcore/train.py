@@ -152,6 +152,9 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     from .stream import (DynamicMixer, MetricStream, MixDataset, QuietProgress, RoleLossMeter, StageCallback,
                          TappedWriter, make_trainer_class)
 
+    from .data.heldout import describe_sources, heldout_manifest, resolve
+
+    requested, cfg = cfg, resolve(cfg)  # evaluations follow the data (held-out splits of the user's documents)
     device = pick_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
     model, tokenizer = make_model(cfg, device)
@@ -159,8 +162,9 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     data = build_mix(cfg, tokenizer, plan)
     max_steps, seqs_per_step, tokens_per_step = plan.steps, plan.seqs_per_step, plan.tokens_per_step
     main = is_main_process()
-    if main:
-        run.write_manifest(data.manifest)
+    if main:  # what each evaluator measures, and which documents were held out for it (rows, hashes)
+        run.write_manifest({**data.manifest, "evaluations": describe_sources(requested),
+                            "heldout": heldout_manifest(cfg)})
     args = training_args(cfg, run, device, progress, max_steps=max_steps)
 
     writer = TappedWriter(run.metrics_path, attempt=attempt) if main else None
@@ -178,7 +182,7 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     if cfg.eval.evaluators and main:
         from .evaluate.callback import EvalCallback
 
-        callbacks.append(EvalCallback(cfg, run, writer, tokenizer, tokens_per_step))
+        callbacks.append(EvalCallback(requested, run, writer, tokenizer, tokens_per_step))  # it resolves `auto`
     from .supervise import Supervisor
 
     # on every rank: a stop must end all ranks on the same step (it all-reduces)

@@ -10,6 +10,7 @@ import streamlit as st
 
 from cptcore import checks, forms
 from cptcore.config import EVALUATORS, ROLES, ConfigError, RunConfig
+from cptcore.data.heldout import describe_sources
 from cptcore.data.sources import DataError
 from cptcore.plan import counter_for, plan as make_plan
 from cptcore.runs import cpt_home, launch, sweep
@@ -220,6 +221,20 @@ if not findings:
     st.success("No known pitfalls.")
 for f in findings:
     (st.warning if f.level == "warning" else st.info)(f"**{f.message}** {f.reason}")
+
+st.subheader("What the evaluations measure")
+try:
+    measured = describe_sources(cfg)
+except (ConfigError, DataError) as e:
+    measured = {}
+    st.error(f"Evaluation data problem: {e}")
+for name, where in measured.items():
+    st.markdown(f"- **{name}**: {where}")
+if any(where.startswith("not run: no QA") for where in measured.values()):
+    st.info("Knowledge metrics need questions about your documents. Generate them on the Data page, then train "
+            "on NAME.qa_train.jsonl as data.qa: its NAME.qa_test.jsonl is picked up for evaluation.")
+    if st.button("Generate QA on the Data page", key="to_data_qa"):
+        st.switch_page("pages/4_Data.py")
 
 # --- actions ------------------------------------------------------------------------------------
 b1, b2, b3 = st.columns(3)

@@ -92,7 +92,14 @@ def live_panel(run_id: str) -> None:
     st.caption("Bands: 95% paired bootstrap CI of the change from step 0, on the same items (the records' delta)."
                + (f" No band for {', '.join(frames.label(n) for n in unpaired)}: those records carry no paired "
                   "delta (written before paired changes were recorded)." if unpaired else ""))
+    measured = run.manifest().get("evaluations") or {}  # what each evaluator measured (the training process's)
+    general = [f"{n}: {w}" for n, w in measured.items() if n in ("domain_ppl", "replay_ppl", "general_kl")]
+    if general:
+        st.caption("Measured on: " + "; ".join(general) + ".")
     st.plotly_chart(charts.knowledge_figure(m, x, revision=rev), key="knowledge_chart")
+    knowledge = [f"{n}: {w}" for n, w in measured.items() if n in ("knowledge_mc", "knowledge_qa")]
+    if knowledge:
+        st.caption("Measured on: " + "; ".join(knowledge) + ".")
     has_ewc = len(m.series("train/ewc_penalty")) > 0
     with st.expander("Learning rate, gradient norm, throughput" + (", EWC penalty" if has_ewc else "")):
         t1, t2, t3 = st.columns(3)

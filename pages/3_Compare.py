@@ -45,6 +45,11 @@ curves = {rid: frames.change_curve(m, metric, per_run) if change else frames.cur
           for rid, m in metrics.items()}
 curve_fig = charts.compare_figure(curves, metric, x, change=change)
 st.plotly_chart(curve_fig, key="compare_chart")
+same, differ = compare.measured_on(chosen_runs)
+if same:
+    st.caption("Measured on: " + "; ".join(same) + ".")
+for line in differ:
+    st.warning(f"{line}. Their values are not comparable.")
 
 # --- trade-off ----------------------------------------------------------------------------------
 st.subheader("Trade-off: domain gain vs retention")

@@ -37,7 +37,7 @@ def shares_by_step(run: Run, role: str) -> dict[int, float]:
 def test_replay_share_rises_on_decline_and_falls_back_on_recovery(tmp_path, tiny_cfg, monkeypatch):
     # general loss up 20% at step 4 (decline), back to baseline at step 12 (recovered)
     monkeypatch.setattr(eval_callback, "EvalCallback", scripted_evaluations({0: 20.0, 4: 36.4, 8: 36.4, 12: 20.0}))
-    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "dynamic_mix.step": 0.1, "dynamic_mix.max_replay": 0.45,
+    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.replay_heldout": {"path": "builtin:replay_heldout"}, "dynamic_mix.step": 0.1, "dynamic_mix.max_replay": 0.45,
                                    "eval.evaluators": ["replay_ppl"], "train.max_steps": 16})
     run = Run.create(tmp_path / "runs", cfg)
     train_run(run, progress=False)
@@ -57,7 +57,7 @@ def test_replay_share_rises_on_decline_and_falls_back_on_recovery(tmp_path, tiny
 
 def test_no_decline_means_no_change(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.setattr(eval_callback, "EvalCallback", scripted_evaluations({0: 20.0, 3: 19.0, 6: 20.05}))
-    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.evaluators": ["replay_ppl"],
+    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.replay_heldout": {"path": "builtin:replay_heldout"}, "eval.evaluators": ["replay_ppl"],
                                    "train.max_steps": 6})
     run = Run.create(tmp_path / "runs", cfg)
     train_run(run, progress=False)
@@ -68,7 +68,7 @@ def test_no_decline_means_no_change(tmp_path, tiny_cfg, monkeypatch):
 def test_instruct_share_follows_ifeval(tmp_path, tiny_cfg, monkeypatch):
     monkeypatch.setattr(eval_callback, "EvalCallback",
                         scripted_evaluations({0: 40.0, 2: 30.0}, name="eval/if_prompt_strict"))
-    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "dynamic_mix.step": 0.1,
+    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.replay_heldout": {"path": "builtin:replay_heldout"}, "dynamic_mix.step": 0.1,
                                    "eval.evaluators": ["ifeval"], "train.max_steps": 4})
     run = Run.create(tmp_path / "runs", cfg)
     train_run(run, progress=False)
@@ -78,7 +78,7 @@ def test_instruct_share_follows_ifeval(tmp_path, tiny_cfg, monkeypatch):
 
 
 def test_online_mix_picks_roles_at_fetch_time(tiny_cfg):
-    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.evaluators": ["replay_ppl"],
+    cfg = tiny_cfg.with_overrides({"dynamic_mix.enabled": True, "eval.replay_heldout": {"path": "builtin:replay_heldout"}, "eval.evaluators": ["replay_ppl"],
                                    "train.max_steps": 10})
     data = build_mix(cfg, load_tokenizer(cfg.model))
     assert (data.roles == -1).all()

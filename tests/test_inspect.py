@@ -82,3 +82,48 @@ def test_upload_names_keep_letters_of_any_language_and_avoid_reserved_names():
     assert safe_upload_name("Übersicht café 中文.jsonl") == "Übersicht_café_中文.jsonl"
     assert safe_upload_name("CON.txt") == "CON_.txt" and safe_upload_name("lpt1.csv") == "lpt1_.csv"
     assert safe_upload_name("../../x?.md") == "x.md"
+
+
+def test_document_report_counts_duplicates_long_documents_held_out_and_passes(tmp_path):
+    from cptcore.data.heldout import HOLDOUT_FLOOR
+
+    docs = [f"Document {w} talks about the {w} valley and its people." for w in
+            ("alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau "
+             "upsilon").split()]  # 20 distinct documents
+    docs += ["DOCUMENT alpha   talks about the alpha valley and its people.",  # exact: case and spaces
+             "Document beta talks about the beta valley and its people!",      # exact: punctuation (document_key)
+             "Document gamma 7 talks about the gamma valley and its people.",  # near: a digit
+             "long " * 25_000]                                               # 125,000 characters
+    path = tmp_path / "docs.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in docs))
+    r = inspect.document_report(SourceConfig(path=str(path)), tokens=50_000, budget_tokens=1_000_000,
+                                domain_share=0.85)
+    assert r.documents == 24 and r.distinct == 22
+    assert r.exact_duplicates == [(21, 1), (22, 2)] and r.near_duplicates == [(23, 3)]
+    assert r.long_documents == [24]
+    assert r.holdout == HOLDOUT_FLOOR and r.holdout_rows in (HOLDOUT_FLOOR, HOLDOUT_FLOOR + 1)
+    assert "held out for domain_ppl" in r.holdout_note
+    assert r.passes == pytest.approx(17.0)  # 1,000,000 x 0.85 / 50,000
+    assert inspect.document_report(SourceConfig(path=str(path))).passes is None  # tokens not counted
+
+
+def test_document_report_says_when_there_are_too_few_documents_to_hold_out(tmp_path):
+    path = tmp_path / "few.jsonl"
+    path.write_text("".join(json.dumps({"text": f"doc {i}"}) + "\n" for i in range(5)))
+    r = inspect.document_report(SourceConfig(path=str(path)), tokens=10)
+    assert r.holdout is None and "5 distinct document(s), too few to hold out" in r.holdout_note
+    bundled = inspect.document_report(SourceConfig(path="builtin:knowledge_docs"))
+    assert bundled.documents > 0 and bundled.holdout is None and "bundled" in bundled.holdout_note
+
+
+def test_save_qa_writes_only_kept_pairs_under_the_data_folder(tmp_path):
+    recs = [{"question": f"Who is {i}?", "answer": f"Person {i}", "attribute": "who", "entity_id": f"d{i % 3}",
+             "doc_row": i % 3 + 1, "id": f"q{i}", "split": "test" if i % 3 == 0 else "train"} for i in range(6)]
+    train, test = inspect.save_qa(tmp_path, "../my docs", recs, keep=[True, False, True, True, True, True])
+    assert train == (tmp_path / "data" / "my_docs.qa_train.jsonl").resolve() and test.name == "my_docs.qa_test.jsonl"
+    rows = [json.loads(l) for l in train.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q2", "q4", "q5"]
+    tests = [json.loads(l) for l in test.read_text().splitlines()]
+    assert all("Person 1" not in r["distractors"] for r in tests)  # an unticked pair is no distractor either
+    with pytest.raises(ValueError, match="no qa_test pairs left"):
+        inspect.save_qa(tmp_path, "x", recs, keep=[False, True, True, False, True, True])

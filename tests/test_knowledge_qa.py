@@ -2,13 +2,15 @@
 import json
 
 import pytest
+
+from cptcore.data.sources import DataError
 import torch
 
 from cptcore.config import ModelConfig, RunConfig
 from cptcore.evaluate.generate import format_prompt, generate
 from cptcore.evaluate.knowledge_qa import (answer_logprobs, exact_match, first_line, knowledge_qa,
                                            normalize_answer, question_prompt, token_f1)
-from cptcore.evaluate.suite import EvalError, Suite
+from cptcore.evaluate.suite import Suite
 from cptcore.models import load_model
 
 
@@ -166,5 +168,5 @@ def test_qa_file_missing_a_field_is_an_error_naming_the_row(tmp_path):
     f = tmp_path / "qa.jsonl"
     f.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n" + json.dumps({"question": "q2?"}) + "\n")
     cfg = RunConfig().with_overrides({"eval.qa_source": str(f), "eval.qa_limit": 2})
-    with pytest.raises(EvalError, match="row 2 has no 'answer'"):
+    with pytest.raises(DataError, match=r"qa.jsonl: row 2: no recognizable QA fields .*; found: question$"):
         Suite(cfg).questions()

@@ -381,3 +381,33 @@ def test_an_unreadable_source_is_named_and_the_plan_still_shows():
     assert "Data problem: /nowhere/docs.jsonl: file not found" in texts(at)
     table = frame_with(at, "input tokens trained")
     assert table["passes"].isna().all() and table["input tokens trained"].sum() > 0  # uncounted, but planned
+
+
+def test_monitor_and_compare_name_the_data_each_evaluation_measured(store):
+    a, b = store
+    mine = "held-out split of your domain data docs.jsonl: 8 of 40 documents (seed 0), never trained on"
+    a.write_manifest({"evaluations": {"domain_ppl": mine, "knowledge_mc": "not run: no QA about your documents"}})
+    b.write_manifest({"evaluations": {"domain_ppl": "bundled fictional-town held-out documents "
+                                                    "(builtin:knowledge_heldout)"}})
+    at = open_page(PAGES[1], {"monitor_run": a.id})
+    assert f"Measured on: domain_ppl: {mine}." in texts(at)
+    assert "Measured on: knowledge_mc: not run: no QA about your documents." in texts(at)
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    warning = "\n".join(w.value for w in at.warning)
+    assert "domain_ppl measures different data" in warning and "not comparable" in warning
+
+
+def test_launch_says_what_each_evaluation_measures_and_offers_qa_for_own_documents(tmp_path):
+    docs = tmp_path / "mine.jsonl"
+    docs.write_text("".join(json.dumps({"text": f"Manual page {i}: the pump model P{i} needs a {i} mm seal."}) + "\n"
+                            for i in range(40)))
+    at = smoke_form()
+    at.multiselect(key="eval.evaluators").set_value(["domain_ppl", "knowledge_mc"]).run()
+    assert "bundled fictional-town held-out documents" in texts(at)  # smoke trains the bundled documents
+    at.text_input(key="data.domain").set_value(str(docs)).run()
+    assert not at.exception
+    shown = texts(at)
+    assert f"held-out split of your domain data {docs}: 8 of 40 documents" in shown
+    assert "not run: no QA about your documents" in shown
+    at.button(key="to_data_qa").click().run()
+    assert at.title[0].value == "Data"

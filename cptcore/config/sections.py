@@ -78,6 +78,11 @@ class SourceConfig(_Section):
         "{entity_id: [town-000]}. The pit and pit_plus recipes use it to train documents that have QA pairs "
         "apart from those that do not.")
     drop: dict[str, list[str]] | None = Field(None, description="Drop the rows whose FIELD's value is listed.")
+    holdout: Literal["all", "train", "heldout"] = Field(
+        "all", description="all: every row. train: the rows minus the seeded held-out documents that "
+        "evaluation measures; heldout: only those (cptcore/data/heldout.py). Set for you when an evaluation "
+        "source is 'auto' and the role's data is your own.")
+    holdout_seed: int = Field(0, description="Seed of the held-out documents (the run's eval.seed).")
 
 
 class DataConfig(_Section):
@@ -289,16 +294,23 @@ class EvalConfig(_Section):
     qa_max_new_tokens: int = Field(24, gt=0, le=1024, description="Cap on generated tokens per QA answer.")
     batch_size: int = Field(8, gt=0, description="Prompts (or documents) per forward pass during evaluation.")
     domain_heldout: SourceConfig = Field(
-        default_factory=lambda: SourceConfig(path="builtin:knowledge_heldout"),
-        description="Held-out domain documents for domain_ppl (never trained on).",
+        default_factory=lambda: SourceConfig(path="auto"),
+        description="Held-out domain documents for domain_ppl (never trained on). auto: the bundled held-out "
+        "documents when the run trains the bundled ones, else a seeded held-out split of your own domain "
+        "documents (5%, at least 8 and at most 200 documents, whole documents, removed from training). none: "
+        "domain_ppl is not run.",
     )
     replay_heldout: SourceConfig = Field(
-        default_factory=lambda: SourceConfig(path="builtin:replay_heldout"),
-        description="Held-out general text for replay_ppl (general-capability retention).",
+        default_factory=lambda: SourceConfig(path="auto"),
+        description="Held-out general text for replay_ppl and general_kl (general-capability retention). auto: "
+        "the bundled held-out text with bundled replay data, else a held-out split of your replay data.",
     )
     qa_source: SourceConfig = Field(
-        default_factory=lambda: SourceConfig(path="builtin:knowledge_qa_test"),
-        description="Closed-book questions (fields question, answer) about documents the run trains on.",
+        default_factory=lambda: SourceConfig(path="auto"),
+        description="Closed-book questions (fields question, answer) about documents the run trains on. auto: "
+        "the bundled test questions with the bundled documents; with your own documents, the qa_test file "
+        "`cpt synth` wrote next to the data.qa you train on (NAME.qa_train.jsonl -> NAME.qa_test.jsonl), "
+        "else knowledge_mc and knowledge_qa are not run (never on questions about other documents).",
     )
     instruct_heldout: SourceConfig = Field(
         default_factory=lambda: SourceConfig(path="builtin:instruct_heldout"),

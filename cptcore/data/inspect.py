@@ -1,5 +1,6 @@
 """A data source before a run: rows, columns, format, a preview, tokens and the problems found (malformed
-lines, empty rows, duplicates, each with its line number); uploads stored under CPT_HOME/data.
+lines, empty rows, duplicates, each with its line number); uploads stored under CPT_HOME/data; the documents'
+report (held-out split, duplicates, long documents, passes at a token budget) and saving reviewed QA.
 
 Never imports streamlit (the Data page renders what these return) nor torch.
 """
@@ -19,6 +20,7 @@ DATA_SUFFIXES = (".txt", ".md", ".jsonl", ".json", ".parquet", ".csv")
 DATA_DIRS_ENV = "CPT_DATA_DIRS"  # folders (os.pathsep-separated) the Data page may read besides CPT_HOME/data
 MAX_WALK_FILES = 2000            # a typed folder with more entries is not walked (listing /usr blocked the page)
 PREVIEW_CHARS = 2000             # per previewed field
+LONG_DOC_CHARS = 100_000         # a document this long is cut into many training sequences and QA passages
 
 
 def readable_path(path: str, home: Path) -> str | None:
@@ -180,3 +182,86 @@ def save_upload(home: Path, filename: str, data: bytes, max_bytes: int = MAX_UPL
 def user_files(home: Path) -> list[Path]:
     folder = Path(home) / "data"
     return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in DATA_SUFFIXES) if folder.is_dir() else []
+
+
+# --- the documents' report: what a run will do with them ----------------------------------------------
+@dataclass
+class DocumentReport:
+    """Numbers a run derives from a source's documents (rows): the held-out split, duplicates, long documents,
+    and how many passes a token budget makes over them."""
+    documents: int = 0
+    distinct: int = 0
+    tokens: int | None = None
+    holdout: int | None = None          # documents (distinct keys) held out for evaluation
+    holdout_rows: int | None = None     # rows they cover (duplicates go with their original)
+    holdout_note: str = ""              # how the split is made, or why none can be
+    exact_duplicates: list[tuple[int, int]] = field(default_factory=list)  # (row, row it repeats), 1-based
+    near_duplicates: list[tuple[int, int]] = field(default_factory=list)
+    long_documents: list[int] = field(default_factory=list)  # rows over LONG_DOC_CHARS
+    budget_tokens: int = 0
+    domain_share: float = 0.0
+    passes: float | None = None         # budget x share / tokens
+
+
+def near_key(text: str) -> str:
+    """document_key of the text with digits (and punctuation) replaced by spaces: documents that differ only in
+    their numbers (a template filled in again, a dated copy) share it."""
+    from .heldout import document_key
+
+    return document_key(re.sub(r"[\W\d_]+", " ", text))
+
+
+def document_report(source: SourceConfig, tokens: int | None = None, budget_tokens: int = 1_000_000,
+                    domain_share: float = 0.85) -> DocumentReport:
+    """The held-out split (cptcore.data.heldout) a run on these documents makes, exact duplicates (same
+    document_key, the split's identity of a document), near-duplicates (same near_key, not exact), documents
+    over LONG_DOC_CHARS, and passes = budget x share / tokens (tokens: the page's count, None unknown)."""
+    from .heldout import document_key, holdout_count, is_bundled, row_text, split_indices
+    from .sources import DataError, read_records
+
+    rep = DocumentReport(tokens=tokens, budget_tokens=budget_tokens, domain_share=domain_share)
+    try:
+        rows = read_records(source.model_copy(update={"holdout": "all"}))
+    except DataError as e:
+        rep.holdout_note = str(e)
+        return rep
+    texts = [row_text(r, source.text_field) for r in rows]
+    rep.documents = len(rows)
+    first, first_near = {}, {}
+    for n, text in enumerate(texts, 1):
+        key, near = document_key(text), near_key(text)
+        if key in first:
+            rep.exact_duplicates.append((n, first[key]))
+        elif near in first_near:
+            rep.near_duplicates.append((n, first_near[near]))
+        first.setdefault(key, n)
+        first_near.setdefault(near, n)
+        if len(text) > LONG_DOC_CHARS:
+            rep.long_documents.append(n)
+    rep.distinct = len(first)
+    if is_bundled(source):
+        rep.holdout_note = "bundled data: evaluated on its own bundled held-out set, nothing is split off"
+    else:
+        try:
+            idx, _ = split_indices(rows, source)
+            rep.holdout, rep.holdout_rows = holdout_count(rep.distinct), len(idx)
+            rep.holdout_note = (f"{rep.holdout} of {rep.distinct} distinct documents ({len(idx)} rows) are held out "
+                                "for domain_ppl (seeded by eval.seed) and never trained on")
+        except DataError as e:
+            rep.holdout_note = str(e)
+    if tokens:
+        rep.passes = budget_tokens * domain_share / tokens
+    return rep
+
+
+def save_qa(home: Path, name: str, records: list[dict], keep: list[bool] | None = None,
+            seed: int = 0) -> tuple[Path, Path]:
+    """The pairs the user kept, written as CPT_HOME/data/NAME.qa_train.jsonl and NAME.qa_test.jsonl (both or
+    neither); distractors are redrawn from the kept pairs. ValueError when a side would be empty."""
+    from ..synth import finish_qa, write_qa
+
+    kept = [dict(r) for r, k in zip(records, keep if keep is not None else [True] * len(records)) if k]
+    finish_qa(kept, seed)
+    stem = Path(safe_upload_name(f"{name or 'documents'}.jsonl")).stem
+    folder = (Path(home) / "data").resolve()
+    return write_qa(kept, folder / f"{stem}.jsonl")

@@ -45,6 +45,8 @@ def _key(source: SourceConfig) -> str:
 
 def _file_rows(source: SourceConfig) -> list[tuple[Path, list[dict]]]:
     """(file, rows) of a local source, with the source's settings and its max_rows over all files."""
+    if source.holdout != "all":  # a held-out split is made over the whole source, not per file
+        return [(Path(source.path), read_records(source))]
     out, left = [], source.max_rows
     for f in source_files(source):
         if left is not None and left <= 0:
@@ -63,9 +65,12 @@ def _record_text(rec: dict, fmt: str, source: SourceConfig, where: str) -> str:
 
 def _item_text(rec: dict, field: str, source: SourceConfig, where: str) -> str:
     """What an evaluation item says: question + answer, a conversation's turns, or a document's text."""
-    if field == "qa_source":
-        question, answer = str(rec.get("question") or "").strip(), str(rec.get("answer") or "").strip()
-        return f"{question} {answer}" if question and answer else ""
+    if field == "qa_source":  # any QA format the evaluation reads (cptcore/data/qa.py)
+        from .qa import qa_pair
+
+        pair = qa_pair(rec, where)
+        question, answers = (pair[0].strip(), pair[1]) if pair else ("", [])
+        return f"{question} {answers[0].strip()}" if question and answers else ""
     if field == "instruct_heldout":
         return " ".join(m["content"] for m in to_messages(rec, where))
     return str(rec.get(source.text_field) or "")
@@ -111,6 +116,9 @@ class EvalIndex:
 
 def training_sources(cfg: RunConfig, plan) -> list[tuple[str, SourceConfig]]:
     """(config field, source) of every source the plan trains on, each once."""
+    from .heldout import resolve
+
+    cfg = resolve(cfg)
     field_of = {_key(s): f"data.{f}" for f in reversed(DATA_FIELDS) for s in getattr(cfg.data, f)}
     out, seen = [], set()
     for stage in plan.stages:
@@ -126,6 +134,9 @@ def training_sources(cfg: RunConfig, plan) -> list[tuple[str, SourceConfig]]:
 
 def check_leaks(cfg: RunConfig, plan) -> None:
     """Refuse (DataError, one line) a run whose training sources contain one of its evaluation items."""
+    from .heldout import resolve
+
+    cfg = resolve(cfg)
     index = EvalIndex(cfg)
     if not index.anchors and not index.whole:
         return

@@ -71,20 +71,48 @@ def read_records(source: SourceConfig) -> list[dict]:
         rows = rows[: source.max_rows]
     for field, values in (source.keep or {}).items():
         wanted = set(map(str, values))
-        rows = [r for r in rows if str(r.get(field)) in wanted]
+        rows = [r for r in rows if str(_field(r, field, source)) in wanted]
     for field, values in (source.drop or {}).items():
         unwanted = set(map(str, values))
-        rows = [r for r in rows if str(r.get(field)) not in unwanted]
+        rows = [r for r in rows if str(_field(r, field, source)) not in unwanted]
+    if source.holdout != "all":  # the automatic held-out split of a user's documents
+        from .heldout import apply_holdout
+
+        rows = apply_holdout(rows, source)
     if not rows:
         raise DataError(f"{source.path}: no rows" + (" left after keep/drop" if source.keep or source.drop else ""))
     return rows
 
 
+def _field(row: dict, field: str, source: SourceConfig):
+    """A row's value of `field` for keep/drop; `document_key` (the normalized-text hash QA rows from `cpt synth`
+    name their document by) is computed when the row has no such field."""
+    if field == "document_key" and field not in row:
+        from .heldout import document_key, row_text
+
+        return document_key(row_text(row, source.text_field))
+    return row.get(field)
+
+
 def _read_text(path: Path) -> str:
+    """The file as one string (its bytes are freed as soon as it is decoded: about 2x the file at the peak)."""
     try:
         return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start}); convert it with iconv -t utf-8") from None
+
+
+def _text_lines(path: Path):
+    """(line number, text) of each line, read one line at a time: a big JSONL file is never held whole."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for i, raw in enumerate(fh, 1):
+            try:
+                yield i, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{i}: not UTF-8 text (byte {offset + e.start}); "
+                                "convert it with iconv -t utf-8") from None
+            offset += len(raw)
 
 
 def jsonl_lines(path: Path, problems: list[str] | None = None) -> list[tuple[int, dict]]:
@@ -93,7 +121,7 @@ def jsonl_lines(path: Path, problems: list[str] | None = None) -> list[tuple[int
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     out = []
-    for i, line in enumerate(_read_text(path).splitlines(), 1):
+    for i, line in _text_lines(path):
         problem = None
         if not line.strip():
             if problems is not None:
@@ -120,7 +148,7 @@ def _read_file(path: Path, text_field: str) -> list[dict]:
         raise DataError(f"{path}: file is empty")
     if path.suffix in (".txt", ".md"):
         text = _read_text(path)
-        if not text.strip():
+        if not text or text.isspace():  # not text.strip(): that would copy the whole file once more
             raise DataError(f"{path}: file has only whitespace")
         return [{text_field: text}]
     if path.suffix == ".jsonl":
@@ -133,6 +161,10 @@ def _read_file(path: Path, text_field: str) -> list[dict]:
             data = json.loads(_read_text(path))
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{e.lineno}: malformed JSON ({e.msg})") from None
+        from .qa import is_squad, squad_rows
+
+        if is_squad(data):
+            return squad_rows(data, path, text_field)
         if isinstance(data, dict):
             data = next((v for v in data.values() if isinstance(v, list)), None)
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):

@@ -29,9 +29,10 @@ class EvalCallback(TrainerCallback):
     """Runs cfg.eval.evaluators on kwargs['model'] at step 0, on schedule and at the end."""
 
     def __init__(self, cfg: RunConfig, run, writer, tokenizer, tokens_per_step: int):
+        self.suite = Suite(cfg, reference_path=run.dir / "eval" / "general_kl_reference.pt")
+        cfg = self.suite.cfg  # `auto` evaluation sources resolved (evaluators without data dropped)
         self.cfg, self.ecfg, self.run, self.writer = cfg, cfg.eval, run, writer
         self.tokenizer, self.tokens_per_step = tokenizer, tokens_per_step
-        self.suite = Suite(cfg, reference_path=run.dir / "eval" / "general_kl_reference.pt")
         self.names = list(cfg.eval.evaluators)
         self.baseline: dict[str, tuple[dict, str]] = {}  # metric -> step-0 (items, kind), for paired changes
         self.done: dict[int, set[str]] = {}

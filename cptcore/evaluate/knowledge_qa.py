@@ -8,7 +8,9 @@ knowledge_mc only scores (forward passes, cheap enough for every evaluation): th
 `eval.qa_mc_distractors` answers of the same attribute taken from other entities, by the mean per-token
 log-probability of each answer after the question in the run's chat format. Per-token, not summed: answers
 of one attribute differ in token count (names split into 2-5 tokens), and a sum would favour the shortest.
-Chance is 1 / (distractors + 1); it is written into the record. Small models learn a fact's ranking long
+Chance is the mean over items of 1 / (that item's choices): 1 / (distractors + 1) when every item has enough
+same-attribute candidates, higher when some have fewer; it is written into the record with the mean and
+smallest number of choices. Small models learn a fact's ranking long
 before they can produce it (Physics of LMs), so this moves first.
 """
 from __future__ import annotations
@@ -127,16 +129,25 @@ def knowledge_qa(model, tokenizer, items: list[dict], chat: bool, max_new_tokens
 def mc_choices(items: list[dict], pool: list[dict], distractors: int, seed: int = 0) -> list[list[str]]:
     """Gold answer first, then up to `distractors` answers of the same attribute from other entities.
 
-    Drawn with a generator seeded by (seed, item id), so every evaluation and every run with the same eval
-    settings ranks the same choices. Items without an attribute draw from all answers in the pool."""
+    A row's own `distractors` list (written by `cpt synth`, drawn from both QA splits) is used first, then the
+    pool fills what is missing. Drawn with a generator seeded by (seed, item id), so every evaluation and every
+    run with the same eval settings ranks the same choices. Items without an attribute draw from all answers
+    in the pool. Fewer candidates than `distractors` give fewer choices (knowledge_mc's chance follows)."""
     by_attr: dict = {}
     for row in pool:
         by_attr.setdefault(row.get("attribute"), []).append(row)
     out = []
     for i, it in enumerate(items):
         golds = {normalize_answer(g) for g in gold_answers(it)}
+        seen = set(golds)
+        own = []
+        for d in it.get("distractors") or []:
+            norm = normalize_answer(str(d))
+            if norm and norm not in seen:
+                seen.add(norm)
+                own.append(str(d))
         same = by_attr.get(it.get("attribute"), pool) if it.get("attribute") is not None else pool
-        seen, cands = set(golds), []
+        cands = []
         for row in same:
             if row.get("entity_id") is not None and row.get("entity_id") == it.get("entity_id"):
                 continue
@@ -145,7 +156,9 @@ def mc_choices(items: list[dict], pool: list[dict], distractors: int, seed: int 
                 seen.add(norm)
                 cands.append(str(row["answer"]))
         rng = random.Random(f"{seed}:{it.get('id', i)}")
-        out.append([str(it["answer"])] + rng.sample(cands, min(distractors, len(cands))))
+        picked = rng.sample(own, min(distractors, len(own))) if own else []
+        picked += rng.sample(cands, min(distractors - len(picked), len(cands)))
+        out.append([str(it["answer"])] + picked)
     return out
 
 
@@ -167,7 +180,11 @@ def knowledge_mc(model, tokenizer, items: list[dict], pool: list[dict], chat: bo
         rows.append({"id": it.get("id", i), "question": it["question"], "gold": opts[0], "choices": opts,
                      "logprobs": lps, "picked": opts[best], "correct": len(opts) > 1 and all(lps[0] > x for x in lps[1:]),
                      "margin": lps[0] - max(lps[1:]) if len(opts) > 1 else None})
-    chance = 100 * sum(1 / len(opts) for opts in choices) / max(1, len(choices))
+    # per item: 1 / its own number of choices (fewer candidates than `distractors` give fewer); an item with
+    # no distractor can never count as correct, so its chance is 0, not 1
+    chance = 100 * sum(1 / len(opts) if len(opts) > 1 else 0.0 for opts in choices) / max(1, len(choices))
+    counts = [len(opts) for opts in choices]
     score = proportion("eval/qa_mc_acc", [r["correct"] for r in rows], scale=100, ids=[r["id"] for r in rows],
-                       unit="%", chance=chance, choices=distractors + 1)
+                       unit="%", chance=chance, choices=round(sum(counts) / max(1, len(counts)), 2),
+                       choices_min=min(counts, default=0))
     return [score], rows

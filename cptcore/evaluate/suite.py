@@ -74,7 +74,10 @@ class Suite:
 
     def __init__(self, cfg: RunConfig, limit_keys: dict[str, str] | None = None, reference_path: Path | None = None,
                  compute_reference: bool = True):
-        self.cfg = cfg
+        from ..data.heldout import resolve
+
+        self._auto = {f for f in ("domain_heldout", "replay_heldout", "qa_source") if getattr(cfg.eval, f).path == "auto"}
+        self.cfg = resolve(cfg)  # `auto` sources made concrete: the run's own held-out documents, or bundled
         self._data: dict[str, list] = {}
         self._limit_keys = limit_keys or {}  # config key -> how the user set it (e.g. --limit), for errors
         self._if_responses: tuple[int, list] | None = None  # (round, rows) reused by coherence
@@ -87,13 +90,20 @@ class Suite:
         if key not in self._data:
             from ..data.sources import read_records
 
-            self._data[key] = read_records(source)
+            rows = read_records(source)
+            if name == "knowledge_qa":  # any QA format (question/answers, prompt/completion, messages, SQuAD)
+                from ..data.qa import qa_items
+
+                rows = qa_items(rows, source.path)
+            self._data[key] = rows
         return self._data[key]
 
     def _take(self, name: str, source: SourceConfig, limit: int, key: str, what: str,
               rows: list[dict] | None = None) -> list[dict]:
         if name not in self._data:
             rows = self._rows(name, source) if rows is None else rows
+            if source.holdout == "heldout" or (name == "knowledge_qa" and "qa_source" in self._auto):
+                limit = min(limit, len(rows))  # an automatic set (a split, the user's qa_test): what it holds
             if limit > len(rows):
                 raise EvalError(f"{self._limit_keys.get(key, key)}={limit} but {source.path} has only "
                                 f"{len(rows)} {what}")
@@ -101,16 +111,21 @@ class Suite:
         return self._data[name]
 
     def trained_entities(self) -> set[str]:
-        """entity_id of every domain document the run trains on (empty when its documents have none)."""
+        """entity_id of every domain document the run trains on, or its document_key when it has none."""
         if "trained_entities" not in self._data:
             from ..data.sources import read_records
 
+            from ..data.heldout import document_key, row_text
+
             found = set()
-            for src in self.cfg.data.domain:
+            for src in self.cfg.data.domain:  # resolved: without the documents held out for domain_ppl
                 try:
-                    found |= {str(r["entity_id"]) for r in read_records(src) if r.get("entity_id") is not None}
+                    rows = read_records(src)
                 except Exception:  # noqa: BLE001 - unreadable training data fails in training, not here
-                    pass
+                    continue
+                found |= {str(r["entity_id"]) for r in rows if r.get("entity_id") is not None}
+                if any(r.get("entity_id") is None for r in rows):  # `cpt synth` QA names them by document_key
+                    found |= {document_key(row_text(r, src.text_field)) for r in rows}
             self._data["trained_entities"] = found
         return self._data["trained_entities"]
 

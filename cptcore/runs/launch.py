@@ -237,8 +237,11 @@ def relative_sources(cfg: RunConfig) -> list[str]:
     from ..data.inspect import DATA_SUFFIXES
     from ..data.leaks import EVAL_SETS, training_sources
 
+    from ..data.heldout import resolve
+
     paths = [src.path for _, src in training_sources(cfg, make_plan(cfg))]
-    paths += [getattr(cfg.eval, field).path for field, _ in EVAL_SETS]
+    evals = resolve(cfg).eval  # `auto` made concrete; `none` reads nothing
+    paths += [getattr(evals, field).path for field, _ in EVAL_SETS if getattr(evals, field).path != "none"]
 
     def relative(p: str) -> bool:
         if p.startswith("builtin:") or Path(p).expanduser().is_absolute():
