@@ -12,6 +12,7 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 
+from . import fmt
 from .errors import UsageError
 
 QUESTIONS = (  # key, question, options (the first is the default)
@@ -129,19 +130,24 @@ def advise(answers: dict[str, str]) -> Advice:
 
     instruct = 0.05 if kind == "instruct" else 0.0
     lo, hi = recommended_lr(kind, method)
-    reason("lr", f"Peak LR {lo:g}-{hi:g} for {kind} + {method}: full fine-tunes in these papers use 5e-6..3e-5 "
-           f"at 7-8B; smaller models tolerate the upper end; LoRA about 10x.", "research notes: learning rates")
+    reason("lr", f"Peak LR {fmt.lr(lo)}..{fmt.lr(hi)} for {kind} + {method}: full fine-tunes in these papers use "
+           "5e-6..3e-5 at 7-8B; smaller models tolerate the upper end; LoRA about 10x.",
+           "research notes: learning rates")
     return Advice(kind, recipe, method, (lo, hi), replay, instruct, why)
+
+
+def set_args(overrides: dict) -> str:
+    """`--set key=value` arguments of the advice, the LR written as people write it (2e-5)."""
+    return " ".join(f"--set {k}={fmt.lr(v) if k == 'train.lr' else v}" for k, v in overrides.items())
 
 
 def format_advice(adv: Advice) -> str:
     lo, hi = adv.lr_range
     lines = [f"model kind   {adv.model_kind}", f"recipe       {adv.recipe}", f"method       {adv.method}",
-             f"peak LR      {lo:g} .. {hi:g}", f"replay share {adv.replay_share:.0%}",
-             f"instruct     {adv.instruct_share:.0%}", "", "why:"]
+             f"peak LR      {fmt.lr(adv.overrides()['train.lr'])} (range {fmt.lr(lo)} .. {fmt.lr(hi)})",
+             f"replay share {fmt.pct(adv.replay_share)}", f"instruct     {fmt.pct(adv.instruct_share)}", "", "why:"]
     lines += [f"  [{r['topic']}] {r['text']} ({r['source']})" for r in adv.reasons]
-    sets = " ".join(f"--set {k}={v}" for k, v in adv.overrides().items())
-    lines += ["", f"start with: cpt train experiments/recipes/{adv.recipe}.yaml {sets}"]
+    lines += ["", f"start with: cpt train experiments/recipes/{adv.recipe}.yaml {set_args(adv.overrides())}"]
     return "\n".join(lines)
 
 

@@ -1,12 +1,21 @@
 """Plotly figures for the dashboard. Pure builders: frames in, figures out; never imports streamlit.
 
-Every figure carries a stable `uirevision`, so a live refresh keeps the user's zoom; long series are drawn
-with Scattergl and arrive already downsampled (frames.curve). Figures are assembled as plain dicts and
-validated once (plotly's incremental update_layout/add_hline deep-copy the figure on every call).
+Every figure carries a stable `uirevision` and every trace a stable name (and `uid`, which exported HTML keeps;
+Streamlit drops it on the wire), in a fixed order; KEEP_VIEW_HTML replays the user's zoom, pan and legend
+choices on the fresh element Streamlit draws at each refresh. Long series are drawn with Scattergl and arrive
+already downsampled (frames.curve). Figures are assembled as plain dicts and validated once (plotly's incremental
+update_layout/add_hline deep-copy the figure on every call).
+
+Colours are fixed: a metric always has the colour of METRIC_COLORS (or of a hash of its name), a run the
+colour run_colors gave it, so nothing is recoloured when a metric or a run appears. Every change from step 0
+is drawn as a gain (frames.gain_unit: signed so that higher is better), as Home's table and the trade-off show it.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -17,20 +26,68 @@ from .config import ROLES
 ROLE_COLORS = {"domain": "#1f77b4", "replay": "#2ca02c", "instruct": "#ff7f0e"}
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf"]
+EXTRA_COLORS = ["#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#e6550d", "#31a354"]
+METRIC_COLORS = {  # one colour per metric, whatever else the run has
+    "eval/domain_ppl": "#1f77b4", "eval/qa_mc_acc": "#ff7f0e", "eval/qa_em": "#2ca02c", "eval/qa_f1": "#d62728",
+    "eval/qa_contains": "#9467bd", "eval/qa_answer_logprob": "#8c564b", "eval/replay_ppl": "#e377c2",
+    "eval/general_kl": "#7f7f7f", "eval/if_prompt_strict": "#bcbd22", "eval/if_prompt_loose": "#17becf",
+    "eval/if_inst_strict": "#393b79", "eval/if_inst_loose": "#637939", "eval/coherence_distinct2": "#8c6d31",
+    "eval/coherence_distinct1": "#843c39", "eval/coherence_repetition": "#7b4173",
+    "train/loss": "#444444", "train/lr": "#1f77b4", "train/grad_norm": "#d62728",
+    "train/tokens_per_second": "#2ca02c", "train/ewc_penalty": "#9467bd",
+}
 X_TITLES = {"step": "step", "tokens": "tokens seen", "time": "wall time (s)"}
 GL_POINTS = 500  # above this many points a trace is drawn with WebGL
 MARGIN = dict(l=50, r=20, t=50, b=40)
 
 
+def metric_color(name: str) -> str:
+    """A metric's colour: fixed for the known metrics, a hash of the name (crc32, the same in every process)
+    for the others. Never depends on which other metrics a run has."""
+    return METRIC_COLORS.get(name) or hashed_color(name)
+
+
+def hashed_color(key: str) -> str:
+    colors = PALETTE + EXTRA_COLORS
+    return colors[zlib.crc32(str(key).encode()) % len(colors)]
+
+
+def run_colors(run_ids, keep: dict[str, str] | None = None) -> dict[str, str]:
+    """Run id -> colour for the runs shown together: a run keeps the colour it had (`keep`, the previous
+    call's answer) while it stays selected; a new run takes the first palette colour no shown run holds, so
+    adding a run never recolours the others (without `keep`: by position in run_ids)."""
+    keep = keep or {}
+    colors = PALETTE + EXTRA_COLORS
+    out: dict[str, str] = {}
+    for r in run_ids:
+        if keep.get(r) in colors and keep[r] not in out.values():
+            out[r] = keep[r]
+    for r in run_ids:
+        if r not in out:
+            free = [c for c in colors if c not in out.values()]
+            out[r] = free[0] if free else hashed_color(r)
+    return {r: out[r] for r in run_ids}
+
+
+def trace_uid(key: str) -> str:
+    """A trace's stable uid from its key (metric or run id, "... 95% paired CI"): plotly matches traces across
+    refreshes by uid and uses it in CSS selectors, so only letters, digits, _ and -, plus a hash for uniqueness."""
+    return "t" + re.sub(r"[^A-Za-z0-9_-]+", "_", str(key)).strip("_")[:60] + f"-{zlib.crc32(str(key).encode()):08x}"
+
+
 def _figure(data: list[dict], layout: dict):
     import plotly.graph_objects as go
 
+    for d in data:
+        if "uid" in d:
+            d["uid"] = trace_uid(d["uid"])
     return go.Figure(data=data, layout=layout)
 
 
 def _line(n_points: int, x, y, name: str, color: str, width: float = 1.5, dash: str = "solid", **kw) -> dict:
     kind = "scattergl" if n_points > GL_POINTS else "scatter"
     mode = kw.pop("mode", "lines+markers" if len(x) <= 60 else "lines")  # markers: a 1-point run stays visible
+    kw.setdefault("uid", name)  # stable: plotly matches traces across refreshes by uid (legend choices)
     return dict(type=kind, x=np.asarray(x), y=np.asarray(y), name=name, mode=mode,
                 line=dict(color=color, width=width, dash=dash), **kw)
 
@@ -116,106 +173,123 @@ def mix_figure(m: frames.Metrics, x: str = "tokens", revision: str = "mix", unit
                                  shapes=shapes + marks, annotations=notes))
 
 
-def _change_hover(c: pd.DataFrame, name: str) -> list[str]:
-    """Per point: the change with its paired 95% CI and n, or why it has no band; the value itself."""
-    u = frames.CHANGE_UNITS[frames.unit(name)]
+def _gain_hover(c: pd.DataFrame, name: str) -> list[str]:
+    """Per point: the gain with its paired 95% CI and n (frames.gain_text: the words a warning quotes), or
+    why it has no band; then the value itself against its step-0 value."""
     n = c["delta_n"].to_numpy(dtype=float) if "delta_n" in c else np.full(len(c), np.nan)
     out = []
-    for k, (ch, lo, hi, paired, v, step) in enumerate(zip(c["change"], c["change_low"], c["change_high"], c["paired"],
-                                                          c["value"], c["step"])):
+    cols = ("gain", "gain_low", "gain_high", "paired", "value", "baseline", "step")
+    for k, (g, lo, hi, paired, v, base, step) in enumerate(zip(*(c[col] for col in cols))):
         if paired:
-            ci = f"95% paired CI {lo:+.2f} .. {hi:+.2f}" + (f", n={int(n[k])}" if np.isfinite(n[k]) else "")
+            head = frames.gain_text(name, g, lo, hi) + (f", n={int(n[k])}" if np.isfinite(n[k]) else "")
         elif k == 0 and int(step) == int(c["baseline_step"].iloc[0]):
-            ci = "step-0 baseline"
+            head = f"{frames.format_gain(name, g)} {frames.gain_unit(name)} (step-0 baseline)"
         else:
-            ci = "no paired CI: the record carries no delta (written before paired changes)"
-        out.append(f"{ch:+.2f} {u} ({ci})<br>value {v:.4g}")
+            head = (f"{frames.format_gain(name, g)} {frames.gain_unit(name)} (no paired CI: the record carries no "
+                    "delta, written before paired changes)")
+        out.append(f"{head}<br>{frames.label(name)} {v:.4g} (step 0: {base:.4g})")
     return out
 
 
-def _change_traces(m: frames.Metrics, names, x: str, axis: str, color_offset: int = 0,
-                   max_points: int = 1000, nats_axis: str | None = None) -> list[dict]:
-    """Change-from-step-0 lines with their 95% paired CI bands (frames.baseline_change: from the records'
-    delta_ci_*; anchored at 0 at step 0; no band where a record has no delta). Metrics in nats/token go on
-    `nats_axis` when given."""
+def gain_traces(c: pd.DataFrame, name: str, label: str, color: str, x: str, axis: str = "",
+                uid: str | None = None, **line_kw) -> list[dict]:
+    """One gain-from-step-0 curve (frames.baseline_change of one metric of one run) and its 95% paired CI band
+    (the records' delta_ci_*, anchored at 0 at step 0; no band where a record has no delta), on subplot
+    `axis` ("" for the first, "2", ...)."""
+    uid = uid or label
+    c = c if "gain" in c else frames.baseline_change(c, name)
+    xs, band = c[x].to_numpy(), c["paired"].to_numpy(dtype=bool)
     data = []
-    for i, name in enumerate(n for n in names if len(m.series(n))):
-        c = frames.change_curve(m, name, max_points)
-        color = PALETTE[(i + color_offset) % len(PALETTE)]
-        label = frames.change_label(name)
-        ax = nats_axis if nats_axis and frames.unit(name) == "nats" else axis
-        xs = c[x].to_numpy()
-        band = c["paired"].to_numpy(dtype=bool)
-        if band.any():
-            bx, hi, lo = xs[band], c["change_high"].to_numpy()[band], c["change_low"].to_numpy()[band]
-            if not band[0]:  # the baseline: the change is exactly 0 there
-                bx, hi, lo = np.r_[xs[0], bx], np.r_[0.0, hi], np.r_[0.0, lo]
-            data.append(dict(type="scatter", x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                             showlegend=False, name=f"{label} 95% paired CI", xaxis=f"x{axis}", yaxis=f"y{ax}"))
-        data.append(dict(type="scatter", x=xs, y=c["change"].to_numpy(), name=label, mode="lines+markers",
-                         line=dict(color=color), text=_change_hover(c, name), xaxis=f"x{axis}", yaxis=f"y{ax}",
-                         hovertemplate="%{text}"))
+    if band.any():
+        bx, hi, lo = xs[band], c["gain_high"].to_numpy()[band], c["gain_low"].to_numpy()[band]
+        if not band[0]:  # the baseline: the gain is exactly 0 there
+            bx, hi, lo = np.r_[xs[0], bx], np.r_[0.0, hi], np.r_[0.0, lo]
+        data.append(dict(type="scatter", x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                         fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), mode="lines",
+                         hoverinfo="skip", showlegend=False, name=f"{label} 95% paired CI", uid=f"{uid} 95% paired CI",
+                         legendgroup=uid, xaxis=f"x{axis}", yaxis=f"y{axis}"))
+    data.append(_line(len(c), xs, c["gain"].to_numpy(), label, color, uid=uid, legendgroup=uid,
+                      text=_gain_hover(c, name), hovertemplate=f"{label}<br>%{{text}}<extra></extra>",
+                      xaxis=f"x{axis}", yaxis=f"y{axis}", **line_kw))
     return data
 
 
-def _units_title(names) -> str:
-    units = []
-    for n in names:
-        u = frames.CHANGE_UNITS[frames.unit(n)]
-        if u not in units:
-            units.append(u)
-    return "change from step 0: " + ", ".join(units) if units else "change from step 0"
+SUBPLOT_ROW_PX = 230  # one row of small multiples
+SUBPLOT_GAP_PX = 95   # between rows: the two-line subplot titles, the x ticks and the bottom row's x title
 
 
-def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "baseline"):
-    """Domain metrics (left) and general metrics (right) as change from step 0, with 95% paired CI bands.
+def _subplot_title(group: str, name: str) -> str:
+    """"<b>Domain</b> · domain ppl<br>% drop (higher is better)": frames.gain_label on two lines, so that three
+    subplots fit side by side."""
+    label = frames.label(name)
+    return f"<b>{group}</b> · " + frames.gain_label(name).replace(f"{label}, ", f"{label}<br>", 1)
 
-    Perplexities in % change (lower is better), scores in points (higher is better), log-probs and KL in
-    nats/token on each panel's right axis (KL: lower is better); every legend entry names its unit and
-    direction."""
+
+def baseline_figure(m: frames.Metrics, x: str = "tokens", revision: str = "baseline", cols: int = 3,
+                    empty_note: str | None = None):
+    """Domain metrics, then general metrics, as small multiples: one metric per subplot, each its gain from
+    step 0 (frames.gain_unit: % drop for perplexities, points for scores, sign-flipped nats/token for KL;
+    higher is better in every subplot, 0 is the starting model) with its 95% paired CI band. The subplot
+    title names the metric, its unit and direction (frames.gain_label: the words of Home's table and
+    Compare's axes), the y axis its unit; the x axes are linked (zooming one zooms all)."""
+    from plotly.subplots import make_subplots
+
     names = set(m.names())
-    dom = [n for n in frames.DOMAIN_METRICS if n in names]
-    gen = [n for n in frames.GENERAL_METRICS if n in names]
-    if not dom and not gen:
-        return empty("Domain vs general", "no eval/* records yet (is eval.evaluators empty?)", revision)
-    nats = {n for n in dom + gen if frames.unit(n) == "nats"}
-    data = (_change_traces(m, dom, x, "", nats_axis="3") +
-            _change_traces(m, gen, x, "2", color_offset=len(dom), nats_axis="4"))
-    xt = dict(text=X_TITLES.get(x, x))
-    titles = [dict(text=t, x=cx, y=1.08, xref="paper", yref="paper", xanchor="center", yanchor="bottom",
-                   showarrow=False, font=dict(size=14))
-              for t, cx in (("Domain: change from step 0", 0.225), ("General: change from step 0", 0.775))]
-    (s1, n1), (s2, n2) = event_marks(m, x, "x"), event_marks(m, x, "x2")
-    layout = dict(
-        xaxis=dict(domain=[0, 0.45], title=xt), xaxis2=dict(domain=[0.55, 1], title=xt, anchor="y2"),
-        yaxis=dict(anchor="x", title=dict(text=_units_title([n for n in dom if n not in nats]))),
-        yaxis2=dict(anchor="x2", title=dict(text=_units_title([n for n in gen if n not in nats]))),
-        annotations=titles + n1 + n2, uirevision=revision,
-        height=380, shapes=[_hline(0), _hline(0, xref="x2", yref="y2")] + s1 + s2, margin=MARGIN,
-        legend=dict(orientation="h", y=-0.25))
-    for ax, over, group in (("yaxis3", "y", dom), ("yaxis4", "y2", gen)):
-        if any(n in nats for n in group):
-            layout[ax] = dict(overlaying=over, side="right", anchor="x" if over == "y" else "x2", showgrid=False,
-                              zeroline=True, title=dict(text="nats/token"))
+    panels = ([("Domain", n) for n in frames.DOMAIN_METRICS if n in names] +
+              [("General", n) for n in frames.GENERAL_METRICS if n in names])
+    if not panels:
+        return empty("Domain vs general", empty_note or "no eval/* records yet (the step-0 evaluation writes them "
+                     "when it ends; eval.evaluators lists what runs)", revision)
+    ncols = max(1, min(cols, len(panels)))
+    nrows = math.ceil(len(panels) / ncols)
+    plot_px = nrows * SUBPLOT_ROW_PX + (nrows - 1) * SUBPLOT_GAP_PX
+    grid = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.07,
+                         vertical_spacing=SUBPLOT_GAP_PX / plot_px if nrows > 1 else 0.0,
+                         subplot_titles=[_subplot_title(group, n) for group, n in panels])
+    layout = grid.layout.to_plotly_json()
+    for a in layout.get("annotations", []):
+        a["font"] = dict(size=12)
+    data, shapes, notes = [], [], []
+    for i, (_, name) in enumerate(panels):
+        axis = "" if i == 0 else str(i + 1)
+        c = frames.change_curve(m, name)
+        data += gain_traces(c, name, frames.label(name), metric_color(name), x, axis, uid=name)
+        xa, ya = layout.setdefault(f"xaxis{axis}", {}), layout.setdefault(f"yaxis{axis}", {})
+        ya.update(title=dict(text=frames.gain_axis_title(name), font=dict(size=11)), zeroline=False)
+        if i:
+            xa["matches"] = "x"
+        if i + ncols >= len(panels):  # the lowest subplot of its column names the x axis
+            xa["title"] = dict(text=X_TITLES.get(x, x), font=dict(size=11))
+        shapes.append(_hline(0, xref=f"x{axis}", yref=f"y{axis}"))
+        s, n = event_marks(m, x, f"x{axis}")
+        shapes += s
+        notes += n if i == 0 else []  # the marks' labels once, on the first subplot
+    for k in range(len(panels) + 1, nrows * ncols + 1):  # the empty cells of the last row
+        layout[f"xaxis{k}"] = dict(layout.get(f"xaxis{k}", {}), visible=False)
+        layout[f"yaxis{k}"] = dict(layout.get(f"yaxis{k}", {}), visible=False)
+    layout.update(title=dict(text="Domain and general metrics: gain from step 0 (higher is better in every "
+                                  "panel; bands: 95% paired CI)"),
+                  annotations=layout.get("annotations", []) + notes, shapes=shapes, uirevision=revision,
+                  showlegend=False, hovermode="closest", height=plot_px + 130, margin=dict(l=60, r=20, t=100, b=50))
     return _figure(data, layout)
 
 
-def knowledge_figure(m: frames.Metrics, x: str = "tokens", revision: str = "knowledge"):
+def knowledge_figure(m: frames.Metrics, x: str = "tokens", revision: str = "knowledge",
+                     empty_note: str | None = None):
     """Knowledge QA scores as values, % of questions (higher is better), each with its records' 95% CI, and
     the multiple-choice chance level (dashed, from the qa_mc_acc records' `chance`)."""
     data = []
     for i, name in enumerate(n for n in frames.KNOWLEDGE_METRICS if len(m.series(n))):
         c = frames.curve(m, name)
         scale = frames.points_scale(name, frames.record_unit(c))
-        color = PALETTE[i % len(PALETTE)]
+        color = metric_color(name)
         xs, label = c[x].to_numpy(), f"{frames.label(name)}, %"
         if "ci_low" in c and c["ci_low"].notna().any():
             ok = c["ci_low"].notna().to_numpy() & c["ci_high"].notna().to_numpy()
             data.append(dict(type="scatter", x=np.concatenate([xs[ok], xs[ok][::-1]]),
                              y=np.concatenate([c["ci_high"].to_numpy()[ok], c["ci_low"].to_numpy()[ok][::-1]]) * scale,
-                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                             showlegend=False, name=f"{label} 95% CI"))
+                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), mode="lines",
+                             hoverinfo="skip", showlegend=False, name=f"{label} 95% CI", uid=f"{label} 95% CI"))
         data.append(_line(len(c), xs, c["value"].to_numpy(dtype=float) * scale, label, color))
         if name == "eval/qa_mc_acc" and "chance" in c and c["chance"].notna().any():
             ok = c["chance"].notna().to_numpy()
@@ -224,7 +298,8 @@ def knowledge_figure(m: frames.Metrics, x: str = "tokens", revision: str = "know
                               hovertemplate="chance %{y:.1f}% (1 / choices)<extra></extra>"))
     title = "Knowledge QA, % of questions (higher is better; dashed: multiple-choice chance)"
     if not data:
-        return empty("Knowledge QA", "no knowledge_mc / knowledge_qa records (add them to eval.evaluators)", revision)
+        return empty("Knowledge QA", empty_note or "no knowledge_mc / knowledge_qa records yet (they run when "
+                     "eval.evaluators lists them and the run has questions about its documents)", revision)
     shapes, notes = event_marks(m, x)
     return _figure(data, _layout(title, x, "% of questions (higher is better)", revision, shapes=shapes,
                                  annotations=notes))
@@ -232,51 +307,45 @@ def knowledge_figure(m: frames.Metrics, x: str = "tokens", revision: str = "know
 
 def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "step", revision: str = "series"):
     data = []
-    for i, name in enumerate(names):
+    for name in names:
         c = frames.curve(m, name)
         if len(c):
-            data.append(_line(len(c), c[x], c["value"], name, PALETTE[i % len(PALETTE)]))
+            data.append(_line(len(c), c[x], c["value"], name, metric_color(name)))
     return _figure(data, _layout(title, x, "", revision)) if data else empty(title, "no records yet", revision)
 
 
 # --- compare ---------------------------------------------------------------------------------
 def compare_figure(curves: dict[str, pd.DataFrame], metric: str, x: str = "step", revision: str = "compare",
-                   change: bool = False):
-    """One metric, one line per run: values (frames.curve: smoothed, downsampled) or, with change, the change
-    from step 0 (frames.change_curve, or baseline_change of the curves given) with its 95% paired CI band."""
+                   change: bool = False, colors: dict[str, str] | None = None):
+    """One metric, one line per run in its colour (`colors`, from run_colors; by position without): values
+    (frames.curve: smoothed, downsampled) or, with change, the gain from step 0 (frames.change_curve, or
+    baseline_change of the curves given: the sign and unit of Home's table and Monitor's panels) with its 95%
+    paired CI band."""
+    colors = colors or run_colors(list(curves))
     data = []
     unit_seen = None
-    for i, (label, c) in enumerate(curves.items()):
+    for label, c in curves.items():
         if not len(c):
             continue
-        color = PALETTE[i % len(PALETTE)]
+        color = colors.get(label) or hashed_color(label)
         unit_seen = unit_seen or frames.record_unit(c)
-        if not change:
-            data.append(_line(len(c), c[x], c["value"], label, color))
-            continue
-        c = c if "change" in c else frames.baseline_change(c, metric)
-        xs, band = c[x].to_numpy(), c["paired"].to_numpy(dtype=bool)
-        if band.any():
-            bx, hi, lo = xs[band], c["change_high"].to_numpy()[band], c["change_low"].to_numpy()[band]
-            if not band[0]:
-                bx, hi, lo = np.r_[xs[0], bx], np.r_[0.0, hi], np.r_[0.0, lo]
-            data.append(dict(type="scatter", x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                             fill="toself", fillcolor=color, opacity=0.15, line=dict(width=0), hoverinfo="skip",
-                             showlegend=False, name=f"{label} 95% paired CI"))
-        data.append(_line(len(c), xs, c["change"], label, color, text=_change_hover(c, metric),
-                          hovertemplate=f"{label}<br>%{{text}}<extra></extra>"))
+        if change:
+            data += gain_traces(c, metric, label, color, x)
+        else:
+            data.append(_line(len(c), c[x], c["value"], label, color, legendgroup=label))
     if not data:
         return empty(metric, f"none of the selected runs has {metric}", revision)
     if change:
-        ytitle = f"change from step 0: {frames.change_label(metric)}"
-        title = f"{frames.label(metric)}: change from step 0 (bands: 95% paired CI)"
+        ytitle = f"{frames.label(metric)}: {frames.gain_axis_title(metric)}"
+        title = f"{frames.gain_label(metric)}: gain from step 0 (bands: 95% paired CI)"
     else:
         ytitle, title = frames.value_label(metric, unit_seen), metric
     return _figure(data, _layout(title, x, ytitle, revision, height=380, hovermode="closest"))
 
 
 def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dict[str, str] | None = None,
-                    trajectories: bool = True, revision: str = "tradeoff", frontier: pd.DataFrame | None = None):
+                    trajectories: bool = True, revision: str = "tradeoff", frontier: pd.DataFrame | None = None,
+                    colors: dict[str, str] | None = None):
     """Domain gain (x) against retention (y), higher is better on both. Final points carry error bars: each
     run's 95% paired CI of its change from step 0 on both axes. `frontier` (compare.tradeoff_frontier) marks
     the final points no other run dominates by compare.pareto_mask's rule (paired run-vs-run differences);
@@ -285,10 +354,11 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dic
     if not len(points):
         return empty("Trade-off", "no run has both metrics at a common step yet", revision)
     hover = hover or {}
+    colors = colors or run_colors(list(dict.fromkeys(points["run"])))
     data = []
-    for i, (run_id, g) in enumerate(points.groupby("run", sort=False)):
+    for run_id, g in points.groupby("run", sort=False):
         shown = g if trajectories else g[g["final"]]
-        color = PALETTE[i % len(PALETTE)]
+        color = colors.get(run_id) or hashed_color(run_id)
         data.append(_line(
             len(points), shown["x"], shown["y"], run_id, color, 1,
             mode="lines+markers" if trajectories else "markers",
@@ -306,7 +376,8 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dic
                     for a, b, c, d in last[["x_low", "x_high", "y_low", "y_high"]].to_numpy(dtype=float)]
             data.append(dict(type="scatter", x=last["x"].to_numpy(dtype=float), y=last["y"].to_numpy(dtype=float),
                              mode="markers", marker=dict(size=1, color=color), error_x=ex, error_y=ey,
-                             name=f"{run_id} 95% paired CI", legendgroup=run_id, showlegend=False, text=text,
+                             name=f"{run_id} 95% paired CI", uid=f"{run_id} 95% paired CI", legendgroup=run_id,
+                             showlegend=False, text=text,
                              hovertemplate=f"{run_id}<br>%{{text}}<extra>change from step 0</extra>"))
     if frontier is None:
         frontier = points[points["final"]].reset_index(drop=True)
@@ -315,7 +386,7 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dic
     front = frontier[frontier["frontier"].astype(bool)].sort_values("x")
     if len(front):
         data.append(dict(type="scatter", x=front["x"].to_numpy(), y=front["y"].to_numpy(), mode="lines+markers",
-                         name="Pareto frontier", line=dict(color="black", dash="dash", width=2),
+                         name="Pareto frontier", uid="Pareto frontier", line=dict(color="black", dash="dash", width=2),
                          marker=dict(symbol="star", size=14, color="gold", line=dict(color="black", width=1)),
                          text=[hover.get(r, r) for r in front["run"]],
                          hovertemplate="%{text}<extra>no run better on both axes beyond noise</extra>"))
@@ -325,6 +396,85 @@ def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dic
                   shapes=[_hline(0, "#bbb"), dict(type="line", yref="y domain", y0=0, y1=1, xref="x", x0=0, x1=0,
                                                    line=dict(color="#bbb", width=1))])
     return _figure(data, layout)
+
+
+# --- views that survive a refresh ----------------------------------------------------------------
+# Streamlit gives a chart a new element (a fresh plotly div) whenever its figure changes, so plotly's own
+# uirevision cannot carry the user's zoom, pan or hidden traces across a live refresh by itself. This script
+# (st.html on Monitor and Compare) keeps them per chart: keyed by the chart's Streamlit key and the figure's
+# uirevision, it records each relayout (axis ranges; autorange drops them) and legend click (visible, by trace
+# name), and replays them on the chart's next element. A new uirevision (another run, axis or metric) starts
+# a fresh view.
+KEEP_VIEW_HTML = """<script>
+(() => {
+  const w = window;
+  if (w.__cptKeepView) return;
+  w.__cptKeepView = true;
+  const views = new Map();
+  const AXIS = /^([xy]axis\\d*)\\.(range|range\\[([01])\\]|autorange)$/;
+  const keyOf = (gd) => {
+    const box = gd.closest('[class*="st-key-"]');
+    const m = box && String(box.className).match(/st-key-(\\S+)/);
+    return m ? m[1] + "|" + String((gd.layout || {}).uirevision) : null;
+  };
+  const apply = (gd, view, tries) => {
+    if (!gd.isConnected) return;
+    if (!gd._fullLayout || !gd._fullData || !w.Plotly) {
+      if (tries < 40) setTimeout(() => apply(gd, view, tries + 1), 50);
+      return;
+    }
+    const ranges = {};
+    for (const [ax, r] of Object.entries(view.axes)) {
+      const now = (gd._fullLayout[ax] || {}).range || [];
+      if (r[0] != null && r[1] != null && (now[0] !== r[0] || now[1] !== r[1])) ranges[ax + ".range"] = [r[0], r[1]];
+    }
+    if (Object.keys(ranges).length) w.Plotly.relayout(gd, ranges);
+    const idx = [], vis = [];
+    gd.data.forEach((t, i) => {
+      if (t.name in view.visible && (t.visible === undefined ? true : t.visible) !== view.visible[t.name]) {
+        idx.push(i); vis.push(view.visible[t.name]);
+      }
+    });
+    if (idx.length) w.Plotly.restyle(gd, {visible: vis}, idx);
+  };
+  const attach = (gd) => {
+    if (gd.__cptView || typeof gd.on !== "function") return;
+    const key = keyOf(gd);
+    if (!key) return;
+    gd.__cptView = true;
+    if (!views.has(key)) views.set(key, {axes: {}, visible: {}});
+    const view = views.get(key);
+    gd.on("plotly_relayout", (ev) => {
+      for (const [k, v] of Object.entries(ev || {})) {
+        const m = k.match(AXIS);
+        if (!m) continue;
+        const ax = m[1];
+        if (m[2] === "autorange") { if (v) delete view.axes[ax]; }
+        else if (m[3] === undefined) { if (Array.isArray(v)) view.axes[ax] = [v[0], v[1]]; }
+        else { (view.axes[ax] = view.axes[ax] || [null, null])[Number(m[3])] = v; }
+      }
+    });
+    gd.on("plotly_restyle", (ev) => {
+      const [upd, idx] = ev || [];
+      if (!upd || !("visible" in upd)) return;
+      const list = idx === undefined ? gd.data.map((_, i) => i) : [].concat(idx);
+      list.forEach((i, j) => {
+        const v = Array.isArray(upd.visible) ? upd.visible[j % upd.visible.length] : upd.visible;
+        if (gd.data[i]) view.visible[gd.data[i].name] = v;
+      });
+    });
+    apply(gd, view, 0);
+  };
+  let queued = false;
+  const scan = () => {
+    queued = false;
+    document.querySelectorAll(".js-plotly-plot").forEach(attach);
+  };
+  new MutationObserver(() => { if (!queued) { queued = true; requestAnimationFrame(scan); } })
+    .observe(document.body, {childList: true, subtree: true, attributes: true, attributeFilter: ["class"]});
+  scan();
+})();
+</script>"""
 
 
 # --- export ----------------------------------------------------------------------------------

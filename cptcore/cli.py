@@ -143,9 +143,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"step      {st.get('step') or 0} / {st.get('max_steps') or run.config().train.max_steps}")
     print(f"created   {fmt(st.get('created'))}\nstarted   {fmt(st.get('started'))}\nended     {fmt(st.get('ended'))}")
     if st.get("status") in ("queued", "running"):
+        from .progress import status_line
+
         beat = st.get("heartbeat")
         print(f"pid       {st.get('pid', '-')} on {st.get('host', '-')}"
               + (f", heartbeat {time.time() - beat:.0f} s ago" if beat else ""))
+        now = status_line(run, st)  # "queued: 2nd in line, waiting for ..." / "evaluating ifeval 12/25 (...)"
+        if now:
+            print(f"now       {now}")
     if st.get("error"):
         print(f"error     {st['error']}")
     if st.get("status") == "failed":

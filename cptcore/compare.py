@@ -285,20 +285,31 @@ def item_key(item: dict) -> str:
     return json.dumps(item, sort_keys=True)[:200]
 
 
+GENERATION_COLUMNS = ["passed", "step", "prompt", "response", "gold"]
+
+
+def _drop_empty(table: pd.DataFrame, keep=()) -> pd.DataFrame:
+    """Without the columns no row fills (None or ""): IFEval items have no gold answer, say."""
+    empty = [c for c in table.columns if c not in keep and
+             table[c].map(lambda v: v is None or (isinstance(v, float) and v != v) or v == "").all()]
+    return table.drop(columns=empty)
+
+
 def generations(run: Run, evaluator: str, step: int | None = None) -> pd.DataFrame:
-    """One evaluator's per-item results at a step (default: the latest) as prompt / response / gold / passed."""
+    """One evaluator's per-item results at a step (default: the latest): passed (first: the verdict to scan),
+    step, prompt, response, gold; a column no item of this evaluator fills is left out (IFEval: no gold)."""
     files = eval_item_files(run, evaluator)
     if not files:
-        return pd.DataFrame(columns=["step", "prompt", "response", "gold", "passed"])
+        return pd.DataFrame(columns=GENERATION_COLUMNS)
     step = step if step in files else max(files)
     rows = []
     for it in read_items(files[step]):
         gold = it.get("gold", it.get("answer", ""))
-        rows.append({"step": step, "prompt": str(it.get("prompt", it.get("question", ""))),
+        rows.append({"passed": item_passed(it), "step": step, "prompt": str(it.get("prompt", it.get("question", ""))),
                      "response": _response(it),
-                     "gold": ", ".join(map(str, gold)) if isinstance(gold, list) else str(gold),
-                     "passed": item_passed(it)})
-    return pd.DataFrame(rows, columns=["step", "prompt", "response", "gold", "passed"])
+                     "gold": ", ".join(map(str, gold)) if isinstance(gold, list) else str(gold)})
+    table = pd.DataFrame(rows, columns=GENERATION_COLUMNS)
+    return _drop_empty(table, keep=("step",)) if len(table) else table
 
 
 def eval_score_files(run: Run, evaluator: str) -> dict[int, Path]:
@@ -342,8 +353,9 @@ def paired_items(run_a: Run, run_b: Run, evaluator: str = "ifeval", loose: bool 
     """Two runs' results on the same items of one evaluator (any evaluator with `*.scores.json` files),
     at step_a / step_b (default: each run's latest evaluation of it).
 
-    Returns the items side by side (from eval/<evaluator>-step*.jsonl; pass/fail where items have one,
-    `loose` for IFEval's loose scoring) and a summary: step_a, step_b, `metrics` (one row per metric of the
+    Returns the items side by side (from eval/<evaluator>-step*.jsonl; the pass/fail columns first, "change",
+    "passed A", "passed B", where items have one, `loose` for IFEval's loose scoring; columns no item fills
+    left out) and a summary: step_a, step_b, `metrics` (one row per metric of the
     evaluator: A, B, the paired difference B - A in the metric's own unit, its 95% paired bootstrap CI
     (stats.paired_change), n items paired, and a verdict that names a better run only when the CI excludes
     0), and n / better / worse / same counts of the pass/fail items. Runs without score files fall back to
@@ -383,12 +395,11 @@ def paired_items(run_a: Run, run_b: Run, evaluator: str = "ifeval", loose: bool 
         if k not in b:
             continue
         pa, pb = item_passed(a[k], loose), item_passed(b[k], loose)
-        rows.append({"prompt": str(a[k].get("prompt", a[k].get("question", k))),
-                     "response A": _response(a[k]), "response B": _response(b[k]),
-                     "passed A": pa, "passed B": pb,
-                     "change": "" if pa is None or pb is None else
-                     "same" if pa == pb else ("B better" if pb else "A better")})
-    table = pd.DataFrame(rows)
+        rows.append({"change": "" if pa is None or pb is None else
+                     "same" if pa == pb else ("B better" if pb else "A better"),
+                     "passed A": pa, "passed B": pb, "prompt": str(a[k].get("prompt", a[k].get("question", k))),
+                     "response A": _response(a[k]), "response B": _response(b[k])})
+    table = _drop_empty(pd.DataFrame(rows)) if rows else pd.DataFrame(rows)  # pass/fail first, empty ones out
     judged = [r for r in rows if r["passed A"] is not None and r["passed B"] is not None]
     if not metric_rows and judged:  # runs from before per-item scores were written
         d = paired_difference({i: float(r["passed A"]) for i, r in enumerate(judged)},

@@ -44,7 +44,7 @@ def widget_spec(key: str, label: str | None = None, options: list | None = None,
     """The widget for a config key, chosen from the field's type, with its bounds and description as help."""
     info = field_info(key)
     label = label or key.rpartition(".")[2].replace("_", " ")
-    help_ = info.description or ""
+    help_ = form_help(info.description or "")
     ann = info.annotation
     args = [a for a in typing.get_args(ann) if a is not type(None)]
     if key in MIX_KEYS:
@@ -64,6 +64,12 @@ def widget_spec(key: str, label: str | None = None, options: list | None = None,
     if ann is float or args == [float]:
         return WidgetSpec(key, "float", label, help_)
     return WidgetSpec(key, "text", label, help_)
+
+
+def form_help(description: str) -> str:
+    """A field description as the form's help: an unset optional value (None in the config) is an empty box."""
+    text = re.sub(r"(^|[.:;]\s+)None\b", lambda m: f"{m.group(1)}Empty", description)
+    return re.sub(r"\bNone\b", "empty", text)
 
 
 def widget_value(cfg: RunConfig, key: str) -> Any:
@@ -99,11 +105,13 @@ def rebalance_percent(shares: dict[str, float], changed: str, value: float) -> d
     that sum to exactly 100."""
     units = round(100 / PERCENT_STEP)
     v = min(units, max(0, round(value / PERCENT_STEP)))
-    current = MixConfig(**_as_fractions(shares))
-    target = current.rebalanced({changed: v / units})
     others = [r for r in ROLES if r != changed]
     rest = units - v
-    w = [getattr(target, r) for r in others]
+    if not sum(shares.get(r, 0) for r in others):  # the others were at 0 (one slider at 100): split evenly
+        w = [1.0, 1.0]
+    else:
+        target = MixConfig(**_as_fractions(shares)).rebalanced({changed: v / units})
+        w = [getattr(target, r) for r in others]
     first = round(rest * w[0] / sum(w)) if sum(w) else (rest + 1) // 2
     return {changed: v * PERCENT_STEP, others[0]: first * PERCENT_STEP, others[1]: (rest - first) * PERCENT_STEP}
 
@@ -145,3 +153,18 @@ def presets(experiments: Path) -> dict[str, Path | None]:
 def config_file_name(run_name: str) -> str:
     """A YAML file name from a run name the user typed (no folders, no leading dots)."""
     return (re.sub(r"[^A-Za-z0-9_.-]+", "-", run_name).strip(".-")[:80] or "run") + ".yaml"
+
+
+ADVICE_KEYS = ("model.kind", "recipe", "train.method", "train.lr", *MIX_KEYS)
+
+
+def advice_form(overrides: dict[str, Any], recipe: str, experiments: Path) -> dict[str, Any]:
+    """What the Advisor's "Use these settings" puts in the Launch page's session state: the preset of the advised
+    recipe (experiments/recipes/<recipe>.yaml, else the first preset) and the advice's values as the form's
+    values (the Launch page's _launch_values); every other field keeps the preset's value."""
+    options = presets(experiments)
+    preset = f"recipes/{recipe}.yaml" if f"recipes/{recipe}.yaml" in options else next(iter(options))
+    base = RunConfig.load(options[preset]) if options[preset] else RunConfig()
+    cfg = base.with_overrides({k: v for k, v in overrides.items() if k in ADVICE_KEYS})
+    return {"launch_recipe": preset, "_launch_values": {k: widget_value(cfg, k) for k in ADVICE_KEYS}}
+

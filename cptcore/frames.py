@@ -254,16 +254,59 @@ def change_label(name: str, with_direction: bool = True) -> str:
     return f"{text} ({direction(name)})" if with_direction else text
 
 
-def gain_label(name: str) -> str:
-    """The trade-off axes plot gains (the change signed so that higher is better): "domain ppl, % drop
-    (higher is better)", "general KL, nats/token, sign flipped (higher is better: less drift)"."""
+# The one sign convention of every "change from step 0" a person reads (Home's table, Monitor's charts and
+# warnings, Compare's curves and trade-off): the *gain*, the change signed so that higher is better. A
+# perplexity that fell 42 % reads +42 (% drop), one that rose 93 % reads -93; a score's gain is its change in
+# points; KL's is minus its rise (sign flipped). Below 0 is worse than the starting model, whatever the metric.
+def gain_unit(name: str) -> str:
+    """The unit of a metric's gain: "% drop" (perplexities, losses: % of the step-0 value), "points" (scores),
+    "nats/token, sign flipped" (KL, for which lower is better), "nats/token" (log-probs)."""
     u = unit(name)
     if u == "%" and lower_is_better(name):
-        return f"{label(name)}, % drop (higher is better)"
+        return "% drop"
     if lower_is_better(name):
-        why = ": less drift" if "_kl" in name else ""
-        return f"{label(name)}, {CHANGE_UNITS[u]}, sign flipped (higher is better{why})"
-    return f"{label(name)}, {CHANGE_UNITS[u]} (higher is better)"
+        return f"{CHANGE_UNITS[u]}, sign flipped"
+    return CHANGE_UNITS[u]
+
+
+def gain_label(name: str) -> str:
+    """A gain's name, the same on every view (Home's CI column, Monitor's subplot titles, Compare's axes):
+    "domain ppl, % drop (higher is better)", "general KL, nats/token, sign flipped (higher is better: less
+    drift)", "IF prompt-level strict, points (higher is better)"."""
+    why = ": less drift" if "_kl" in name else ""
+    return f"{label(name)}, {gain_unit(name)} (higher is better{why})"
+
+
+def gain_axis_title(name: str) -> str:
+    """A gain's axis: "% drop from step 0", "points from step 0", "nats/token, sign flipped, from step 0"."""
+    u = gain_unit(name)
+    return f"{u}{',' if ',' in u else ''} from step 0"
+
+
+def format_gain(name: str, value: float) -> str:
+    """A gain as every view prints it: one decimal in % and points (Home's "%+.1f"), three in nats/token."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{value:+.3f}" if unit(name) == "nats" else f"{value:+.1f}"
+
+
+def gain_text(name: str, gain: float, low: float = math.nan, high: float = math.nan) -> str:
+    """"-93.1 % drop (paired 95% CI -95.0 .. -90.0)": a gain with its unit and, when known, its paired CI;
+    the words a warning quotes and the chart's hover shows."""
+    text = f"{format_gain(name, gain)} {gain_unit(name)}"
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" (paired 95% CI {format_gain(name, low)} .. {format_gain(name, high)})"
+    return text
+
+
+def record_gain(name: str, rec: dict) -> dict | None:
+    """The gain of one evaluation record (its paired delta from step 0) exactly as the charts draw it
+    (baseline_change): gain, gain_low, gain_high, baseline. None when the record carries no delta."""
+    if rec.get("delta") is None:
+        return None
+    row = baseline_change(pd.DataFrame([{"step": rec.get("step", 1), **{k: rec.get(k) for k in (
+        "value", "unit", *PAIRED)}}]), name).iloc[0]
+    return {k: float(row[k]) for k in ("gain", "gain_low", "gain_high", "baseline")}
 
 
 def value_label(name: str, record_unit: str | None = None) -> str:

@@ -22,6 +22,28 @@ HEARTBEAT_EVERY_S = 5.0
 STEP_DELAY_ENV = "CPT_STEP_DELAY_S"
 
 
+def write_eval_status(run: Run, evaluating: dict | None, eval_seconds: dict | None = None) -> bool:
+    """status.json's `evaluating` field: where the evaluation running now is (None once it has ended), as
+    EvalCallback reports it: {phase: baseline|periodic|final, step, evaluator, index, count, evaluators, done,
+    total, started, evaluator_started, updated, attempt}. eval_seconds: seconds each evaluator took the last
+    time it ran (what progress.run_progress estimates the evaluations left from). The heartbeat is refreshed
+    too: an evaluation takes minutes without a training step, and the process is alive all along.
+
+    Written only while the run is queued or running (its status is kept); never raises (a progress report must
+    not end a training run). Returns whether it was written."""
+    try:
+        status = run.status().get("status")
+        if status not in ("queued", "running"):
+            return False
+        fields = {"evaluating": evaluating, "heartbeat": time.time()}
+        if eval_seconds is not None:
+            fields["eval_seconds"] = dict(eval_seconds)
+        run.write_status(status, **fields)
+        return True
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 class Supervisor(TrainerCallback):
     """Heartbeat (step, max_steps) into status.json every few seconds; checkpoint-and-stop on request."""
 

@@ -3,12 +3,15 @@
 Widgets come from cptcore/forms.py (a config key each, its field description as help); their values become
 overrides applied with RunConfig.with_overrides, the same path as `cpt train --set`. The budget table and the
 checks read the run's plan (cptcore/plan.py), the numbers the run will train. No torch is imported here.
+
+The mix sliders, the plan they change (budget table, pre-launch checks) and the actions are one fragment drawn
+after every other field: a slider reruns just that part, reading every value (its own included) in that rerun.
 """
 from pathlib import Path
 
 import streamlit as st
 
-from cptcore import checks, forms
+from cptcore import checks, fmt, forms
 from cptcore.config import EVALUATORS, ROLES, ConfigError, RunConfig
 from cptcore.data.heldout import describe_sources
 from cptcore.data.sources import DataError
@@ -16,7 +19,7 @@ from cptcore.plan import counter_for, plan as make_plan
 from cptcore.runs import cpt_home, launch, sweep
 from cptcore.tokenizer import download_tokenizer
 
-st.set_page_config(page_title="Launch · CPT Studio", page_icon="🚀", layout="wide")
+st.set_page_config(page_title="Launch · CPT Studio", page_icon=":material/rocket_launch:", layout="wide")
 HOME = cpt_home()
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -115,23 +118,15 @@ with c2:
         config_input(f"data.{role}", f"{role} sources (comma separated)")
     config_input("data.seq_len", "sequence length (tokens)")
 
-st.subheader("Mix (shares always sum to 100%)")
-config_input("mix.unit", "shares count")
-UNIT_LABEL = {"tokens": "input tokens", "loss_tokens": "loss tokens"}[st.session_state["mix.unit"]]
-cols = st.columns(3)
-for col, role in zip(cols, ROLES):
-    with col:
-        tracked(f"mix.{role}")
-        st.slider(f"{role} % of {UNIT_LABEL}", 0.0, 100.0, step=forms.PERCENT_STEP, key=f"mix.{role}",
-                  help=forms.widget_spec(f"mix.{role}").help, on_change=rebalance, args=(role,))
-st.caption(f"Sum: {sum(st.session_state[k] for k in forms.MIX_KEYS):g}%. Recipes with stages set their own "
-           "mix per stage (in the same unit): the token budget below shows each stage's shares of input and "
-           "of loss tokens.")
-
 st.subheader("Training")
 t1, t2, t3, t4 = st.columns(4)
 with t1:
-    config_input("train.lr", "peak learning rate", format="%.2e", step=1e-6, min_value=0.0)
+    config_input("train.lr", "peak learning rate", format="%e", step=1e-6, min_value=0.0)  # shows 5e-5
+    lo, hi = checks.recommended_lr(st.session_state["model.kind"], st.session_state["train.method"])
+    st.caption(f"Recommended for {st.session_state['model.kind']} / {st.session_state['train.method']}: "
+               f"{fmt.lr(lo)} .. {fmt.lr(hi)}")
+    if st.session_state["train.lr"] is not None and not lo <= st.session_state["train.lr"] <= hi:
+        st.warning(f"LR {fmt.lr(st.session_state['train.lr'])} is outside {fmt.lr(lo)} .. {fmt.lr(hi)}")
 with t2:
     config_input("train.max_steps", "steps")
     st.number_input("...or a token budget", min_value=0, step=10_000, value=None, key="token_budget",
@@ -174,93 +169,110 @@ with st.expander("Forgetting mitigation and long context"):
     with f4:
         config_input("long_context.yarn_factor", "YaRN factor (empty: off)", step=1.0, min_value=1.0)
 
-# --- the config the widgets describe, and its plan ----------------------------------------------
-st.session_state["_launch_values"] = {k: st.session_state[k] for k in st.session_state["_launch_keys"]}
-cfg, error = form_config()
-if cfg is None:
-    st.error(f"Invalid settings: {error}")
-    st.stop()
+# --- mix, the plan it changes, and the actions: one fragment ---------------------------------------
+COUNT = st.column_config.NumberColumn(format="%,d")
+BUDGET_COLUMNS = {"sequences": COUNT, "input tokens trained": COUNT, "loss tokens trained (≈)": COUNT,
+                  "input tokens in sources (one pass)": COUNT, "passes": st.column_config.NumberColumn(format="%.2f")}
 
-lo, hi = checks.recommended_lr(cfg.model.kind, cfg.train.method)
-with t1:
-    st.caption(f"Recommended for {cfg.model.kind} / {cfg.train.method}: {lo:g} .. {hi:g}")
-    if not lo <= cfg.train.lr <= hi:
-        st.warning(f"LR {cfg.train.lr:g} is outside {lo:g} .. {hi:g}")
 
-counter = counter_for(cfg)  # the tokenizer only (no torch); counts cached per source and tokenizer
-try:
+@st.fragment
+def plan_and_launch() -> None:
+    """Mix sliders, then the config every widget describes, its plan, checks and the actions, in one run."""
+    st.subheader("Mix (shares always sum to 100%)")
+    config_input("mix.unit", "shares count")
+    unit_label = {"tokens": "input tokens", "loss_tokens": "loss tokens"}[st.session_state["mix.unit"]]
+    cols = st.columns(3)
+    for col, role in zip(cols, ROLES):
+        with col:
+            tracked(f"mix.{role}")
+            st.slider(f"{role} % of {unit_label}", 0.0, 100.0, step=forms.PERCENT_STEP, key=f"mix.{role}",
+                      help=forms.widget_spec(f"mix.{role}").help, on_change=rebalance, args=(role,))
+    st.caption(f"Sum: {sum(st.session_state[k] for k in forms.MIX_KEYS):g}%. Recipes with stages set their own "
+               "mix per stage (in the same unit): the token budget below shows each stage's shares of input and "
+               "of loss tokens.")
+
+    st.session_state["_launch_values"] = {k: st.session_state[k] for k in st.session_state["_launch_keys"]}
+    cfg, error = form_config()
+    if cfg is None:
+        st.error(f"Invalid settings: {error}")
+        return
+    counter = counter_for(cfg)  # the tokenizer only (no torch); counts cached per source and tokenizer
     try:
-        with st.spinner("Counting tokens with the model's tokenizer..."):
-            plan = make_plan(cfg, count=counter)
-    except DataError as e:  # a source that cannot be read: say so, and show the plan without counts
-        st.error(f"Data problem: {e}")
-        plan = make_plan(cfg)
-except ConfigError as e:
-    st.error(f"Invalid settings: {e}")
-    st.stop()
-
-st.subheader("Token budget (the plan)")
-if counter is None:
-    st.info("Passes over the data need the model's tokenizer, which is not on disk yet.")
-    if st.button("Download the tokenizer", help="Fetches the tokenizer files only (a few MB, no weights)."):
-        if download_tokenizer(cfg.model) is None:
-            st.error(f"Cannot download the tokenizer of {cfg.model.name!r} (offline, or not a hub model).")
-        else:
-            st.rerun()
-st.dataframe(forms.budget_rows(plan), hide_index=True, key="budget_table")
-st.caption(f"{plan.steps} steps x {plan.seqs_per_step} sequences ({cfg.train.batch_size} batch x "
-           f"{cfg.train.grad_accum} accumulation x {plan.processes} process{'es' if plan.processes > 1 else ''}) "
-           f"x {plan.seq_len} tokens = {plan.tokens:,} input tokens. Loss tokens: chat data trains on assistant "
-           "tokens only, so its share of the loss is smaller than its share of the input (≈: from the sources' "
-           f"loss fraction). The scheduler targets shares of {UNIT_LABEL}. Same numbers as `cpt plan`."
-           + (" Dynamic mix: shares move with the evaluations; this is where they start." if plan.online else ""))
-
-st.subheader("Pre-launch check")
-findings = checks.check_config(cfg, plan)
-if not findings:
-    st.success("No known pitfalls.")
-for f in findings:
-    (st.warning if f.level == "warning" else st.info)(f"**{f.message}** {f.reason}")
-
-st.subheader("What the evaluations measure")
-try:
-    measured = describe_sources(cfg)
-except (ConfigError, DataError) as e:
-    measured = {}
-    st.error(f"Evaluation data problem: {e}")
-for name, where in measured.items():
-    st.markdown(f"- **{name}**: {where}")
-if any(where.startswith("not run: no QA") for where in measured.values()):
-    st.info("Knowledge metrics need questions about your documents. Generate them on the Data page, then train "
-            "on NAME.qa_train.jsonl as data.qa: its NAME.qa_test.jsonl is picked up for evaluation.")
-    if st.button("Generate QA on the Data page", key="to_data_qa"):
-        st.switch_page("pages/4_Data.py")
-
-# --- actions ------------------------------------------------------------------------------------
-b1, b2, b3 = st.columns(3)
-if b1.button("Launch", type="primary", key="launch"):
-    try:
-        run = launch.launch(cfg, HOME)
-    except (ConfigError, DataError, OSError) as e:
-        st.error(f"Launch failed: {e}")
-    else:
-        st.session_state["monitor_run"] = run.id
-        st.switch_page("pages/2_Monitor.py")
-b2.download_button("Save as YAML", cfg.to_yaml(), file_name=forms.config_file_name(cfg.name), mime="text/yaml",
-                   help="The same file `cpt train` runs.", on_click="ignore")
-if b2.button("Save to CPT_HOME/configs", key="save_yaml"):
-    path = cfg.save(HOME / "configs" / forms.config_file_name(cfg.name))
-    st.success(f"Saved {path}. Run it with: cpt train {path}")
-with b3.expander("Queue sweep (grid over mix and LR)"):
-    role = st.selectbox("vary the share of", ["replay", "domain", "instruct"], key="sweep_role")
-    shares = st.text_input("shares", "0.05, 0.10, 0.25", key="sweep_shares",
-                           help="Comma-separated fractions; the other two roles are rescaled to keep the sum 1.")
-    lrs = st.text_input("learning rates", f"{cfg.train.lr:g}, {cfg.train.lr * 2:g}", key="sweep_lrs")
-    if st.button("Queue sweep", key="sweep"):
         try:
-            grid = sweep.parse_grid([f"mix.{role}={shares}", f"train.lr={lrs}"])
-            group, queued = sweep.sweep(cfg, grid, HOME)
-        except (ConfigError, ValueError) as e:
-            st.error(str(e))
+            with st.spinner("Counting tokens with the model's tokenizer..."):
+                plan = make_plan(cfg, count=counter)
+        except DataError as e:  # a source that cannot be read: say so, and show the plan without counts
+            st.error(f"Data problem: {e}")
+            plan = make_plan(cfg)
+    except ConfigError as e:
+        st.error(f"Invalid settings: {e}")
+        return
+
+    st.subheader("Token budget (the plan)")
+    if counter is None:
+        st.info("Passes over the data need the model's tokenizer, which is not on disk yet.")
+        if st.button("Download the tokenizer", help="Fetches the tokenizer files only (a few MB, no weights)."):
+            if download_tokenizer(cfg.model) is None:
+                st.error(f"Cannot download the tokenizer of {cfg.model.name!r} (offline, or not a hub model).")
+            else:
+                st.rerun()
+    st.dataframe(forms.budget_rows(plan), hide_index=True, column_config=BUDGET_COLUMNS, placeholder="—")
+    st.caption(f"{plan.steps} steps x {plan.seqs_per_step} sequences ({cfg.train.batch_size} batch x "
+               f"{cfg.train.grad_accum} accumulation x {plan.processes} process{'es' if plan.processes > 1 else ''}) "
+               f"x {plan.seq_len} tokens = {fmt.tokens(plan.tokens)} input tokens. Loss tokens: chat data trains on "
+               "assistant tokens only, so its share of the loss is smaller than its share of the input (≈: from the "
+               f"sources' loss fraction). The scheduler targets shares of {unit_label}. Same numbers as `cpt plan`."
+               + (" Dynamic mix: shares move with the evaluations; this is where they start." if plan.online else ""))
+
+    st.subheader("Pre-launch check")
+    findings = checks.check_config(cfg, plan)
+    if not findings:
+        st.success("No known pitfalls.")
+    for f in findings:
+        (st.warning if f.level == "warning" else st.info)(f"**{f.message}** {f.reason}")
+
+    st.subheader("What the evaluations measure")
+    try:
+        measured = describe_sources(cfg)
+    except (ConfigError, DataError) as e:
+        measured = {}
+        st.error(f"Evaluation data problem: {e}")
+    for name, where in measured.items():
+        st.markdown(f"- **{name}**: {where}")
+    if any(where.startswith("not run: no QA") for where in measured.values()):
+        st.info("Knowledge metrics need questions about your documents. Generate them on the Data page, then train "
+                "on NAME.qa_train.jsonl as data.qa: its NAME.qa_test.jsonl is picked up for evaluation.")
+        if st.button("Generate QA on the Data page", key="to_data_qa"):
+            st.switch_page("pages/4_Data.py")
+
+    # --- actions ------------------------------------------------------------------------------------
+    b1, b2, b3 = st.columns(3)
+    if b1.button("Launch", type="primary", key="launch"):
+        try:
+            run = launch.launch(cfg, HOME)
+        except (ConfigError, DataError, OSError) as e:
+            st.error(f"Launch failed: {e}")
         else:
-            st.success(f"Queued {len(queued)} runs as group {group}; they run one after another.")
+            st.session_state["monitor_run"] = run.id
+            st.switch_page("pages/2_Monitor.py")
+    b2.download_button("Save as YAML", cfg.to_yaml(), file_name=forms.config_file_name(cfg.name), mime="text/yaml",
+                       help="The same file `cpt train` runs.", on_click="ignore")
+    if b2.button("Save to CPT_HOME/configs", key="save_yaml"):
+        path = cfg.save(HOME / "configs" / forms.config_file_name(cfg.name))
+        st.success(f"Saved {path}. Run it with: cpt train {path}")
+    with b3.expander("Queue sweep (grid over mix and LR)"):
+        role = st.selectbox("vary the share of", ["replay", "domain", "instruct"], key="sweep_role")
+        shares = st.text_input("shares", "0.05, 0.10, 0.25", key="sweep_shares",
+                               help="Comma-separated fractions; the other two roles are rescaled to keep the sum 1.")
+        lrs = st.text_input("learning rates", f"{fmt.lr(cfg.train.lr)}, {fmt.lr(cfg.train.lr * 2)}", key="sweep_lrs")
+        if st.button("Queue sweep", key="sweep"):
+            try:
+                grid = sweep.parse_grid([f"mix.{role}={shares}", f"train.lr={lrs}"])
+                group, queued = sweep.sweep(cfg, grid, HOME)
+            except (ConfigError, ValueError) as e:
+                st.error(str(e))
+            else:
+                st.success(f"Queued {len(queued)} runs as group {group}; they run one after another.")
+
+
+plan_and_launch()

@@ -1,7 +1,5 @@
 """Monitor one run live: loss per role, realized mix, domain vs general metrics against step 0, warnings,
 generations, status, ETA, stop/resume and the log. Only the live panel refreshes (a fragment)."""
-import time
-
 import streamlit as st
 
 from cptcore import charts, compare, frames
@@ -10,9 +8,10 @@ from cptcore.runs import launch
 from cptcore.runs.liveness import log_tail, refresh
 from cptcore.runs.store import FINAL_STATUSES
 
-st.set_page_config(page_title="Monitor · CPT Studio", page_icon="📉", layout="wide")
+st.set_page_config(page_title="Monitor · CPT Studio", page_icon=":material/monitoring:", layout="wide")
 HOME = cpt_home()
 REFRESH_S = 3
+WARNINGS_PX = 200  # the opened warnings box: fixed, it scrolls
 
 st.title("Monitor")
 runs = list_runs(HOME)
@@ -46,21 +45,28 @@ def live_panel(run_id: str) -> None:
     max_steps = status.get("max_steps") or (cfg.get("train") or {}).get("max_steps")
     state = status.get("status", "unknown")
 
+    from cptcore.progress import run_progress
+
+    prog = run_progress(run, m, status, cfg)  # what it does now, ETA with the evaluations left, queue place
     s1, s2, s3, s4 = st.columns(4)
     s1.metric("status", state)
     s2.metric("step", f"{m.last_step} / {max_steps or '?'}")
-    eta = frames.eta_seconds(m, max_steps) if state == "running" else None
-    s3.metric("ETA", "—" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta)))
+    s3.metric("ETA", prog.eta_text, help=prog.detail or None)
     loss = m.series("train/loss")
     s4.metric("tokens seen", f"{int(loss['tokens'].iloc[-1]):,}" if len(loss) else "0")
     if max_steps:
         st.progress(min(1.0, m.last_step / max_steps))
+    # one line of constant height under the bar (nothing below it moves): the evaluation running now with its
+    # own small bar, a queued run's place in line, or how the ETA was made
+    now = st.container(height=64, border=False, key="monitor_now")
+    if prog.evaluating:
+        now.progress(prog.eval_fraction or 0.0, text=prog.phase_text, width=420)
+    elif prog.queue_text:
+        now.markdown(f":material/hourglass_top: {prog.queue_text}")
+    elif prog.detail and state == "running":
+        now.caption(f"ETA: {prog.detail}.")
     if status.get("error"):
         st.error(f"{state}: {status['error']}")
-
-    warnings = m.events[m.events["name"] == "event/warning"] if len(m.events) else m.events
-    for _, w in warnings.iterrows():
-        st.warning(f"Step {int(w['step'])}: {w['message']}")
 
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Stop", disabled=state not in ("queued", "running"), key="stop",
@@ -83,20 +89,35 @@ def live_panel(run_id: str) -> None:
 
     if st.session_state.get("resume_note"):
         st.toast(st.session_state.pop("resume_note"))
-    rev = run_id  # same uirevision across refreshes: zoom and pan survive
+    # Warnings in one always-present expander, collapsed, of constant height (opened: a fixed-height scrolling
+    # box): a warning arriving changes its label, never moves the charts below it.
+    warnings = m.events[m.events["name"] == "event/warning"] if len(m.events) else m.events
+    with st.expander(f"Warnings ({len(warnings)})" + (f": latest at step {int(warnings['step'].iloc[-1])}"
+                                                       if len(warnings) else ": none"),
+                     icon=":material/warning:" if len(warnings) else ":material/check_circle:",
+                     key="monitor_warnings"):
+        with st.container(height=WARNINGS_PX, border=False):
+            if not len(warnings):
+                st.caption("No warnings: no evaluation has shown a real decline from step 0.")
+            for _, w in warnings.iloc[::-1].iterrows():  # newest first
+                st.warning(f"Step {int(w['step'])}: {w['message']}")
+    rev = f"{run_id}:{x}"  # same uirevision across refreshes (a new x axis starts a new view): zoom, pan survive
     g1, g2 = st.columns(2)
     g1.plotly_chart(charts.loss_figure(m, x, smoothing, revision=rev), key="loss_chart")
     g2.plotly_chart(charts.mix_figure(m, x, revision=rev, unit=mix_unit), key="mix_chart")
-    st.plotly_chart(charts.baseline_figure(m, x, revision=rev), key="baseline_chart")
+    waiting = prog.eval_note if prog.evaluating else None  # the evaluation is running: say so, not "configure it"
+    st.plotly_chart(charts.baseline_figure(m, x, revision=rev, empty_note=waiting), key="baseline_chart")
     unpaired = frames.unpaired_metrics(m, frames.DOMAIN_METRICS + frames.GENERAL_METRICS)
-    st.caption("Bands: 95% paired bootstrap CI of the change from step 0, on the same items (the records' delta)."
+    st.caption("Every panel: the gain from step 0, signed so that higher is better (a perplexity drop is up; "
+               "Home's domain gain and Compare's curves read the same). Bands: 95% paired bootstrap CI of the "
+               "change from step 0, on the same items (the records' delta)."
                + (f" No band for {', '.join(frames.label(n) for n in unpaired)}: those records carry no paired "
                   "delta (written before paired changes were recorded)." if unpaired else ""))
     measured = run.manifest().get("evaluations") or {}  # what each evaluator measured (the training process's)
     general = [f"{n}: {w}" for n, w in measured.items() if n in ("domain_ppl", "replay_ppl", "general_kl")]
     if general:
         st.caption("Measured on: " + "; ".join(general) + ".")
-    st.plotly_chart(charts.knowledge_figure(m, x, revision=rev), key="knowledge_chart")
+    st.plotly_chart(charts.knowledge_figure(m, x, revision=rev, empty_note=waiting), key="knowledge_chart")
     knowledge = [f"{n}: {w}" for n, w in measured.items() if n in ("knowledge_mc", "knowledge_qa")]
     if knowledge:
         st.caption("Measured on: " + "; ".join(knowledge) + ".")
@@ -114,9 +135,12 @@ def live_panel(run_id: str) -> None:
     for tab, evaluator in ((tab_if, "ifeval"), (tab_qa, "knowledge_qa"), (tab_mc, "knowledge_mc")):
         g = compare.generations(run, evaluator)
         if not len(g):
-            tab.caption(f"No {evaluator} results yet (add {evaluator} to eval.evaluators to see them).")
+            listed = evaluator in ((cfg.get("eval") or {}).get("evaluators") or [])
+            tab.caption(waiting if waiting else f"No {evaluator} results yet" + (
+                "." if listed else f" ({evaluator} is not in this run's eval.evaluators)."))
         else:
-            tab.caption(f"Step {int(g['step'].iloc[0])}: {int(g['passed'].fillna(False).sum())} of {len(g)} passed")
+            passed = f": {int(g['passed'].fillna(False).sum())} of {len(g)} passed" if "passed" in g else ""
+            tab.caption(f"Step {int(g['step'].iloc[0])}{passed}")
             tab.dataframe(g.drop(columns="step"), hide_index=True, width="stretch",
                           column_config={"passed": st.column_config.CheckboxColumn("passed")})
     other = m.events[m.events["name"] != "event/warning"] if len(m.events) else m.events
@@ -130,3 +154,4 @@ def live_panel(run_id: str) -> None:
 
 
 live_panel(run_id)
+st.html(charts.KEEP_VIEW_HTML, unsafe_allow_javascript=True)  # zoom, pan and legend choices survive refreshes

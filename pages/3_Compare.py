@@ -5,7 +5,7 @@ import streamlit as st
 from cptcore import charts, compare, frames
 from cptcore.runs import Run, cpt_home, list_runs, newest_first
 
-st.set_page_config(page_title="Compare · CPT Studio", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="Compare · CPT Studio", page_icon=":material/compare_arrows:", layout="wide")
 HOME = cpt_home()
 MAX_POINTS = 20_000  # points across all runs of the curves chart; each run keeps its extremes
 
@@ -23,6 +23,9 @@ if not chosen:
     st.info("Pick at least one run.")
     st.stop()
 chosen_runs = [Run.open(HOME, i) for i in chosen]
+# a run keeps its colour while it stays selected, whatever is added or removed around it
+colors = charts.run_colors(chosen, st.session_state.get("compare_colors"))
+st.session_state["compare_colors"] = colors
 metrics = {r.id: frames.load_metrics(r) for r in chosen_runs}
 names = sorted(set().union(*(m.names() for m in metrics.values())))
 if not names:
@@ -38,12 +41,14 @@ x = c2.radio("x axis", ["step", "tokens", "time"], horizontal=True, key="compare
 smoothing = c3.slider("smoothing (EMA)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth",
                       help="Smooths the values; the change view (vs step 0) is drawn unsmoothed with its CI.")
 change = c4.checkbox("vs step 0", key="compare_change",
-                     help="Plot each run's change from its step-0 value on the same items, with the 95% paired CI "
-                     "the records carry (no band for records without one).")
+                     help="Plot each run's gain from its step-0 value on the same items (signed so that higher is "
+                     "better, as Home and Monitor show it: a perplexity drop is up), with the 95% paired CI the "
+                     "records carry (no band for records without one).")
 per_run = max(100, MAX_POINTS // len(chosen))
 curves = {rid: frames.change_curve(m, metric, per_run) if change else frames.curve(m, metric, smoothing, per_run)
           for rid, m in metrics.items()}
-curve_fig = charts.compare_figure(curves, metric, x, change=change)
+curve_fig = charts.compare_figure(curves, metric, x, revision=f"compare:{metric}:{x}:{change}", change=change,
+                                  colors=colors)
 st.plotly_chart(curve_fig, key="compare_chart")
 same, differ = compare.measured_on(chosen_runs)
 if same:
@@ -74,7 +79,7 @@ else:
     hover = {r.id: compare.config_summary(r) for r in chosen_runs}
     final, pairs = compare.tradeoff_frontier(points, {r.id: r for r in chosen_runs}, xm, ym)
     tradeoff_fig = charts.tradeoff_figure(points, frames.gain_label(xm), frames.gain_label(ym), hover, trajectories,
-                                          frontier=final)
+                                          revision=f"tradeoff:{xm}:{ym}", frontier=final, colors=colors)
     st.plotly_chart(tradeoff_fig, key="tradeoff_chart")
     st.caption("Error bars: each run's 95% paired CI of its change from step 0. A run is marked dominated only "
                "when another is better on both axes and their run-vs-run paired difference (same items, final "
@@ -129,8 +134,9 @@ else:
             m2.metric("B passes, A fails", summary["better"])
             m3.metric("A passes, B fails", summary["worse"])
         if len(table):
-            only_changed = st.checkbox("only items that differ", key="pair_changed")
-            shown = table[table["change"].isin(["A better", "B better"])] if only_changed else table
+            only_changed = st.checkbox("only items that differ", key="pair_changed", disabled="change" not in table)
+            shown = table[table["change"].isin(["A better", "B better"])] if only_changed and "change" in table \
+                else table
             st.dataframe(shown, hide_index=True, width="stretch", key="pair_table")
 
 # --- export -------------------------------------------------------------------------------------
@@ -154,3 +160,4 @@ if charts.png_export_available():
                            mime="image/png", on_click="ignore")
 else:
     st.caption("PNG export needs the kaleido package and a Chromium browser; HTML export works offline.")
+st.html(charts.KEEP_VIEW_HTML, unsafe_allow_javascript=True)  # zoom, pan and legend choices survive reruns

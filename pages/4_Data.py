@@ -21,7 +21,7 @@ from cptcore.tokenizer import download_tokenizer, load_text_tokenizer
 GENERATOR_KEY = "data_qa_generator"  # tests: a fake generator instead of a model
 RESULT_KEY = "data_qa_result"
 
-st.set_page_config(page_title="Data · CPT Studio", page_icon="🗂️", layout="wide")
+st.set_page_config(page_title="Data · CPT Studio", page_icon=":material/dataset:", layout="wide")
 HOME = cpt_home()
 
 st.title("Data")

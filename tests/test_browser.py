@@ -1,10 +1,12 @@
 """One end-to-end browser test: the real server, the real training subprocess, Debian's chromium.
 
-Launch the smoke recipe from the Launch page, watch Monitor's loss chart gain points while it trains, stop it,
-launch a second run with more replay, then open Compare and see the trade-off chart and the config diff.
+Launch the smoke recipe from the Launch page, watch Monitor's loss chart gain points while it trains (a zoom
+survives the live refreshes; a warning arriving moves no chart), stop it, launch a second run with more replay,
+then open Compare and see the trade-off chart and the config diff.
 """
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,64 @@ def trace_points(page, trace: str) -> int:
         }
         return 0;
     }""", trace)
+
+
+def x_range(page, trace: str) -> list | None:
+    """The drawn x-axis range of the chart holding the trace named `trace`."""
+    return page.evaluate("""(trace) => {
+        for (const el of document.querySelectorAll('.js-plotly-plot')) {
+            for (const d of (el._fullData || [])) if (d.name === trace) return el._fullLayout.xaxis.range.slice();
+        }
+        return null;
+    }""", trace)
+
+
+def zoom_x(page, trace: str) -> list:
+    """Zoom the chart holding `trace` to the middle half of its x range, as a drag would (Plotly.relayout on
+    the element: the same relayout event)."""
+    return page.evaluate("""async (trace) => {
+        for (const el of document.querySelectorAll('.js-plotly-plot')) {
+            for (const d of (el._fullData || [])) if (d.name === trace) {
+                const [a, b] = el._fullLayout.xaxis.range;
+                const range = [a + (b - a) / 4, a + 3 * (b - a) / 4];
+                await window.Plotly.relayout(el, {'xaxis.range': range});
+                return range;
+            }
+        }
+        return null;
+    }""", trace)
+
+
+def warnings_shown(page) -> int | None:
+    """1 + the n of Monitor's "Warnings (n)" label (None while it is not drawn): truthy from 0 warnings on."""
+    label = page.evaluate("() => document.querySelector('.st-key-monitor_warnings summary')?.innerText || ''")
+    m = re.search(r"Warnings \((\d+)\)", label)
+    return 1 + int(m.group(1)) if m else None
+
+
+def chart_offsets(page, keys=("loss_chart", "mix_chart", "baseline_chart")) -> dict:
+    """Top of each main Monitor chart, from the top of the warnings area above them (what sits above that,
+    the status block, may grow on its own)."""
+    return page.evaluate("""(keys) => {
+        const top = (el) => el.getBoundingClientRect().top + window.scrollY;
+        const base = top(document.querySelector('.st-key-monitor_warnings'));
+        const chart = (k) => document.querySelector('.st-key-' + k + ' .js-plotly-plot');
+        return Object.fromEntries(keys.map(k => [k, top(chart(k)) - base]));
+    }""", list(keys))
+
+
+def inject_warning(home: Path, message: str) -> None:
+    """Append an event/warning record to the live run's stream, as MetricWriter.event writes it: one O_APPEND
+    write, so it never splits the training process's lines."""
+    (path,) = home.glob("*/metrics.jsonl")
+    last = json.loads(path.read_bytes().rstrip(b"\n").rsplit(b"\n", 1)[-1])
+    rec = {"step": last["step"], "tokens": last["tokens"], "time": last["time"], "name": "event/warning",
+           "value": None, "attempt": last.get("attempt", 1), "message": message, "metric": "eval/replay_ppl"}
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (json.dumps(rec) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def fill_number(page, label: str, value: str) -> None:
@@ -122,6 +182,21 @@ def journey(page, url: str, home: Path) -> None:
     more = wait_until(lambda: (n := trace_points(page, "total")) > first and n, 60,
                       "the live loss chart to gain points")
     assert more > first
+
+    # zoom the live loss chart: two refreshes later (two more points drawn) the view is the same
+    zoomed = zoom_x(page, "total")
+    assert x_range(page, "total") == pytest.approx(zoomed)
+    wait_until(lambda: trace_points(page, "total") >= more + 2, 60, "two more training points")
+    assert x_range(page, "total") == pytest.approx(zoomed)
+
+    # a warning arrives: it shows in the warnings area, and no chart moves
+    shown = wait_until(lambda: warnings_shown(page), 10, "the warnings area")
+    before = chart_offsets(page)
+    inject_warning(home, "general (replay) ppl -93.0 % drop (paired 95% CI -95.0 .. -90.0) from step 0")
+    wait_until(lambda: (warnings_shown(page) or 0) > shown, 30, "the injected warning")
+    settle(page)
+    assert chart_offsets(page) == pytest.approx(before, abs=0.5)
+    assert x_range(page, "total") == pytest.approx(zoomed)
     page.get_by_role("button", name="Stop").click()
     wait_until(lambda: "stopped" in statuses(home).values(), 120, "the run to stop")
 

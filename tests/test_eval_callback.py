@@ -95,7 +95,7 @@ def score_of(metric, items):
 
 def fake_suite(items_by_step, fail=()):
     """Suite.run stand-in returning scores of given per-item values, so breaches are exact."""
-    def run(name, model, tokenizer, round_id=0):
+    def run(name, model, tokenizer, round_id=0, progress=None):
         if name in fail:
             raise RuntimeError("boom")
         metric = {"replay_ppl": "eval/replay_ppl", "ifeval": "eval/if_prompt_strict",
@@ -212,7 +212,7 @@ def test_a_significant_rise_of_heldout_domain_ppl_above_its_best_is_a_memorizati
     cb, run = make_callback(tmp_path, tiny, ["domain_ppl"])
     losses = {0: LOSS, 2: [x - 0.8 for x in LOSS], 4: [x - 0.6 for x in LOSS], 6: [x - 0.3 for x in LOSS]}
 
-    def suite_run(name, model, tokenizer, round_id=0):  # a perplexity of the given per-document losses
+    def suite_run(name, model, tokenizer, round_id=0, progress=None):  # a perplexity of the given losses
         return [dataclasses.replace(score_of("eval/replay_ppl", losses[fake_suite.step]), name="eval/domain_ppl")], []
 
     cb.suite.run = suite_run
@@ -223,3 +223,23 @@ def test_a_significant_rise_of_heldout_domain_ppl_above_its_best_is_a_memorizati
     # best at step 2; step 4 is +22% above it (significant): told once, not again at step 6
     assert [(w["step"], w["best_step"]) for w in signs] == [(4, 2)]
     assert "memorized" in signs[0]["message"] and signs[0]["delta_ci_low"] > 0
+
+
+def test_each_evaluation_reports_its_phase_and_clears_its_progress_even_when_an_evaluator_fails(tmp_path, tiny,
+                                                                                                monkeypatch):
+    from cptcore import supervise
+
+    cb, run = make_callback(tmp_path, tiny, ["replay_ppl", "ifeval"])
+    run.write_status("running")
+    cb.suite.run = fake_suite({s: {"eval/if_prompt_strict": PASS} for s in (0, 2, 4)}, fail=("replay_ppl",))
+    seen = []
+    real = supervise.write_eval_status
+    monkeypatch.setattr(supervise, "write_eval_status",
+                        lambda r, ev, secs=None: seen.append(ev and (ev["phase"], ev["step"])) or real(r, ev, secs))
+    for step, hook in ((0, "on_train_begin"), (2, "on_step_end"), (4, "on_step_end")):
+        fake_suite.step = step
+        getattr(cb, hook)(None, SimpleNamespace(global_step=step, max_steps=4, is_world_process_zero=True),
+                          control(), model=tiny[0])
+    assert [p for p in dict.fromkeys(seen) if p] == [("baseline", 0), ("periodic", 2), ("final", 4)]
+    st = run.status()
+    assert st["evaluating"] is None and set(st["eval_seconds"]) == {"replay_ppl", "ifeval"}

@@ -117,7 +117,7 @@ def _fake_logprobs(monkeypatch, score):
     """Replace the model: answer_logprobs returns score(prompt, answer) for each pair."""
     from cptcore.evaluate import knowledge_qa as kq
 
-    monkeypatch.setattr(kq, "answer_logprobs", lambda model, tok, prompts, answers, chat, bs=8:
+    monkeypatch.setattr(kq, "answer_logprobs", lambda model, tok, prompts, answers, chat, bs=8, progress=None:
                         [score(p, a) for p, a in zip(prompts, answers)])
 
 

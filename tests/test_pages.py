@@ -113,7 +113,7 @@ def test_home_lists_runs_with_progress_gain_and_if_change(store):
 
 def test_home_opens_selected_runs_in_compare(store):
     at = open_page()
-    at.multiselect[0].set_value([r.id for r in store]).run()
+    at.multiselect(key="home_selected").set_value([r.id for r in store]).run()
     at.button(key="open_compare").click().run()
     assert not at.exception
     assert at.session_state["compare_runs"] == [r.id for r in store]
@@ -131,24 +131,91 @@ def test_home_saves_tags_and_notes_in_the_run_folder(store):
     assert meta["tags"] == ["baseline", "replay"] and meta["note"] == "too little replay"
 
 
-def test_monitor_draws_loss_mix_and_baseline_charts_with_warnings(store):
+def baseline_spec(specs: list[dict]) -> dict:
+    return next(s for s in specs if "Domain and general" in str(s["layout"].get("title", {}).get("text", "")))
+
+
+def subplot(spec: dict, name: str) -> tuple[dict, str, str]:
+    """(line trace, subplot title, y-axis title) of metric `name`'s subplot in Monitor's small multiples."""
+    from cptcore import frames
+
+    line = next(t for t in spec["data"] if t.get("name") == frames.label(name))
+    lay = spec["layout"]
+    yaxis = lay[line.get("yaxis", "y").replace("y", "yaxis")]
+    x0, x1 = lay[line.get("xaxis", "x").replace("x", "xaxis")]["domain"]
+    top = yaxis["domain"][1]
+    title = next(a["text"] for a in lay["annotations"] if x0 <= a["x"] <= x1 and abs(a["y"] - top) < 1e-6)
+    return line, title.replace("<br>", ", "), yaxis["title"]["text"]  # two lines: the metric, its unit and direction
+
+
+def test_monitor_draws_loss_mix_and_baseline_small_multiples_with_warnings_in_a_fixed_place(store):
     a, _ = store
     at = open_page(PAGES[1], {"monitor_run": a.id})
     specs = charts(at)
     titles = [str(s["layout"].get("title", {}).get("text", "")) for s in specs]
     assert any("Training loss" in t for t in titles) and any("Realized mix" in t for t in titles)
-    baseline = next(s for s in specs if any("Domain" in str(ann.get("text")) for ann in s["layout"].get("annotations", [])))
-    dppl = next(t for t in baseline["data"] if t.get("name") == "domain ppl, % change (lower is better)")
-    assert values(dppl["y"]) == pytest.approx([0.0, -15.0, -30.0])  # change from step 0, in %
-    band = next(t for t in baseline["data"] if t.get("name") == "domain ppl, % change (lower is better) 95% paired CI")
-    assert max(values(band["y"])) == pytest.approx(0.0) and min(values(band["y"])) == pytest.approx(-31.0)
+    baseline = baseline_spec(specs)
+    dppl, title, ytitle = subplot(baseline, "eval/domain_ppl")
+    assert values(dppl["y"]) == pytest.approx([0.0, 15.0, 30.0])  # gain from step 0: a 30 % ppl drop is +30
+    assert "domain ppl, % drop (higher is better)" in title and ytitle == "% drop from step 0"
+    band = next(t for t in baseline["data"] if t.get("name") == "domain ppl 95% paired CI")
+    assert band["yaxis"] == dppl["yaxis"]
+    assert min(values(band["y"])) == pytest.approx(0.0) and max(values(band["y"])) == pytest.approx(31.0)
+    ifs, title, ytitle = subplot(baseline, "eval/if_prompt_strict")
+    assert "IF prompt-level strict, points (higher is better)" in title and ytitle == "points from step 0"
+    lines = [t for t in baseline["data"] if not t["name"].endswith("95% paired CI")]
+    assert len({t.get("yaxis", "y") for t in lines}) == len(lines) == 6  # one metric per subplot
     knowledge = next(s for s in specs if "Knowledge QA" in str(s["layout"].get("title", {}).get("text", "")))
     chance = next(t for t in knowledge["data"] if t.get("name") == "multiple-choice chance, %")
     assert chance["line"]["dash"] == "dash" and set(values(chance["y"])) == {20.0}
     assert "95% paired bootstrap CI" in texts(at)
-    assert all(s["layout"].get("uirevision") == a.id for s in specs)  # zoom survives refresh
-    assert "IF prompt-level strict fell" in texts(at)
+    assert all(s["layout"].get("uirevision") == f"{a.id}:tokens" for s in specs)  # zoom survives refresh
+    # legend choices: Streamlit sends no trace uid (plotly.io.to_json drops it), so plotly.js matches traces by
+    # index: every trace is named and comes in a fixed order (metrics, roles)
+    assert all(t.get("name") for s in specs for t in s["data"])
+    assert [[t["name"] for t in s["data"]] for s in charts(at.run())] == [[t["name"] for t in s["data"]] for s in specs]
+    (warnings,) = [e for e in at.expander if e.label.startswith("Warnings")]
+    assert warnings.label == "Warnings (1): latest at step 20" and "IF prompt-level strict fell" in texts(at)
     assert [m.value for m in at.metric][:2] == ["completed", "20 / 20"]
+    # the per-prompt tables: pass/fail first, no column an evaluator leaves empty (IFEval has no gold answer)
+    ifeval = next(d.value for d in at.dataframe if "response" in d.value.columns and "gold" not in d.value.columns)
+    qa = next(d.value for d in at.dataframe if "gold" in d.value.columns)
+    assert list(ifeval.columns) == ["passed", "prompt", "response"]
+    assert list(qa.columns) == ["passed", "prompt", "response", "gold"]
+
+
+def test_monitor_keeps_the_warnings_area_when_there_are_none(store):
+    _, b = store
+    at = open_page(PAGES[1], {"monitor_run": b.id})
+    (warnings,) = [e for e in at.expander if e.label.startswith("Warnings")]
+    assert warnings.label == "Warnings (0): none" and not at.warning
+
+
+def test_the_same_gain_reads_the_same_on_home_monitor_and_compare(store):
+    """One sign convention: a 30 % perplexity drop is +30 and an 8-point IF drop is -8 on Home's row, Monitor's
+    panel and Compare's "vs step 0" curve and trade-off, under the same words (frames.gain_label)."""
+    from cptcore import frames
+
+    a, b = store
+    row = open_page().dataframe[0].value.set_index("run").loc[a.id]
+    monitor = baseline_spec(charts(open_page(PAGES[1], {"monitor_run": a.id})))
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    at.selectbox(key="compare_metric").set_value("eval/domain_ppl").run()
+    at.checkbox(key="compare_change").check().run()
+    compare_domain = next(t for t in charts(at)[0]["data"] if t["name"] == a.id)
+    tradeoff = next(s for s in charts(at) if "Trade-off" in str(s["layout"]["title"]["text"]))
+    final = next(t for t in tradeoff["data"] if t["name"] == a.id)
+    at.selectbox(key="compare_metric").set_value("eval/if_prompt_strict").run()
+    compare_if = next(t for t in charts(at)[0]["data"] if t["name"] == a.id)
+    for metric, home, compare, column in (("eval/domain_ppl", row["domain gain"], compare_domain, "domain gain"),
+                                          ("eval/if_prompt_strict", row["IF change"], compare_if, "IF change")):
+        shown = values(subplot(monitor, metric)[0]["y"])[-1]
+        assert home == pytest.approx(shown) == pytest.approx(values(compare["y"])[-1]), metric
+        assert row[f"{column} CI"].endswith(frames.gain_label(metric)) and frames.gain_label(metric) in \
+            subplot(monitor, metric)[1]
+    assert row["domain gain"] == pytest.approx(30.0) and row["IF change"] == pytest.approx(-8.0)
+    assert values(final["x"])[-1] == pytest.approx(30.0) and values(final["y"])[-1] == pytest.approx(-8.0)
+    assert tradeoff["layout"]["xaxis"]["title"]["text"] == frames.gain_label("eval/domain_ppl")
 
 
 def test_monitor_disables_resume_while_another_resume_of_the_run_is_in_flight(store):
@@ -185,7 +252,8 @@ def test_compare_shows_tradeoff_with_frontier_diff_and_paired_items(store):
     diff = frame_with(at, "key").set_index("key")
     assert {"mix.domain", "mix.replay", "name"} <= set(diff.index) and "train.lr" not in diff.index
     pairs = frame_with(at, "response A")
-    assert len(pairs) == 4 and {"response A", "response B"} <= set(pairs.columns)
+    assert len(pairs) == 4 and list(pairs.columns) == ["change", "passed A", "passed B", "prompt", "response A",
+                                                       "response B"]  # pass/fail first
     paired = frame_with(at, "verdict").set_index("metric")
     assert paired.loc["IF prompt-level strict", "n"] == 4 and paired.loc["IF prompt-level strict", "unit"] == "points"
     assert tradeoff["layout"]["xaxis"]["title"]["text"] == "domain ppl, % drop (higher is better)"
@@ -212,6 +280,27 @@ def test_compare_metric_and_axis_choice_redraws_the_curves(store):
     curves = charts(at)[0]
     assert curves["layout"]["xaxis"]["title"]["text"] == "tokens seen"
     assert max(values(curves["data"][0]["x"])) == 20 * 512
+    assert curves["layout"]["uirevision"] == "compare:train/loss:tokens:False"
+
+
+def test_compare_keeps_each_runs_colour_when_another_run_is_selected(store):
+    a, b = store
+    c = write_run(home(), "third", replay=0.15, domain_drop=0.2, if_drop=2)
+
+    def colours(at):
+        specs = charts(at)
+        tradeoff = next(s for s in specs if "Trade-off" in str(s["layout"]["title"]["text"]))
+        curves = {t["name"]: t["line"]["color"] for t in specs[0]["data"] if "fill" not in t}
+        points = {t["name"]: t["marker"]["color"] for t in tradeoff["data"] if t["name"] in (a.id, b.id, c.id)}
+        assert curves == points  # one colour per run on both charts
+        return curves
+
+    at = open_page(PAGES[2], {"compare_runs": [a.id, b.id]})
+    before = colours(at)
+    at.multiselect(key="compare_select").set_value([c.id, a.id, b.id]).run()  # the new run put first
+    after = colours(at)
+    assert after[a.id] == before[a.id] and after[b.id] == before[b.id]
+    assert len(set(after.values())) == 3
 
 
 # --- the Launch form ---------------------------------------------------------------------------
@@ -298,7 +387,7 @@ def test_pre_launch_check_flags_a_constructed_pitfall():
     assert "above the 1e-05..5e-05 range for an instruct model" in texts(at)
     at.radio(key="train.method").set_value("lora").run()
     assert "above the" not in texts(at)  # 5e-4 is within the LoRA range
-    assert "Recommended for instruct / lora: 0.0001 .. 0.0005" in texts(at)
+    assert "Recommended for instruct / lora: 1e-4 .. 5e-4" in texts(at)
 
 
 def test_save_as_yaml_writes_the_file_cpt_train_runs():
@@ -411,3 +500,55 @@ def test_launch_says_what_each_evaluation_measures_and_offers_qa_for_own_documen
     assert "not run: no QA about your documents" in shown
     at.button(key="to_data_qa").click().run()
     assert at.title[0].value == "Data"
+
+
+# --- Home at a glance and the Launch form's numbers (issue: a dashboard that reads at a glance) ---------
+def test_home_shows_the_deciding_columns_and_hides_the_rest_behind_a_chooser(store):
+    from cptcore.runs.table import DEFAULT_COLUMNS
+
+    a, _ = store
+    at = open_page()
+    shown = list(at.dataframe[0].proto.column_order)
+    assert shown == list(DEFAULT_COLUMNS) == ["run", "status", "domain gain", "IF change", "general change",
+                                              "warnings", "mix"]
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc[a.id, "general change"] == pytest.approx(-5.0)  # replay ppl 30 -> 31.5: 5 % worse
+    assert at.dataframe[0].proto.placeholder == "—"  # a run without evaluations shows a dash, not "None"
+    at.multiselect(key="home_columns").set_value(["tokens", "lr", "time"]).run()
+    assert list(at.dataframe[0].proto.column_order) == [*DEFAULT_COLUMNS, "tokens", "time", "lr"]
+    assert at.dataframe[0].value.set_index("run").loc[a.id, "lr"] == "3e-5"
+
+
+def test_the_first_sidebar_entry_is_home_and_pages_keep_their_paths():
+    at = open_page()
+    pages = list(at._registered_pages.values())  # what st.navigation registered, in sidebar order
+    assert [p["page_name"] for p in pages] == ["Home", "Launch", "Monitor", "Compare", "Data", "Advisor"]
+    assert [p["url_pathname"] for p in pages[1:]] == ["Launch", "Monitor", "Compare", "Data", "Advisor"]
+    assert at.title[0].value == "CPT Studio"
+
+
+def test_launch_budget_table_counts_read_with_thousands_separators_and_no_none():
+    at = open_page(PAGES[0])
+    budget = next(d for d in at.dataframe if "input tokens trained" in d.value.columns)
+    config = json.loads(budget.proto.columns)
+    assert config["input tokens trained"]["type_config"]["format"] == "%,d" and budget.proto.placeholder == "—"
+    assert at.number_input(key="train.lr").proto.format == "%e"  # the browser shows 1e-4, not 1.00e-04
+    assert "Recommended for instruct / full: 1e-5 .. 5e-5" in texts(at)
+
+
+def test_a_mix_slider_moved_from_100_back_to_0_splits_the_rest():
+    at = smoke_form()
+    at.slider(key="mix.replay").set_value(100).run()
+    at.slider(key="mix.replay").set_value(0).run()
+    assert not at.exception
+    assert mix(at) == [50, 0, 50]
+    assert "No replay data" in texts(at)
+
+
+def test_budget_and_checks_follow_the_sliders_in_the_same_run():
+    at = smoke_form()
+    for replay in (0, 30, 0):
+        at.slider(key="mix.replay").set_value(replay).run()
+        shares = frame_with(at, "input tokens trained").set_index("role")["share of input tokens %"]
+        assert shares.get("replay", 0) == pytest.approx(replay) and shares.sum() == pytest.approx(100)
+        assert ("No replay data" in texts(at)) == (replay == 0)

@@ -74,3 +74,48 @@ def test_a_queued_run_stops_without_starting_when_asked(tmp_path):
     assert second.status()["status"] == "stopped"
     holder.kill()
     holder.wait()
+
+
+# --- a queued run's place in line ------------------------------------------------------------------
+def wait_for(path, timeout=30):
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"{path} never appeared"
+
+
+def test_queued_runs_know_their_place_and_who_holds_the_slot(tmp_path, capsys):
+    from cptcore.cli import main
+    from cptcore.progress import queue_line
+
+    home, log = tmp_path / "runs", tmp_path / "log"
+    holder = Run.create(home, RunConfig(name="holder"))
+    proc = start_waiter(home, holder, log, body=WAITER.replace("time.sleep(0.4)", "time.sleep(60)"))
+    try:
+        wait_for(log)  # it holds the slot
+        holder.write_status("running", step=12, max_steps=50)
+        waiting = [Run.create(home, RunConfig(name=f"w{i}")) for i in range(3)]
+        tickets = [queue.take_ticket(r, r.config()) for r in waiting]  # held (locked) by this process
+        places = [queue.queue_place(r) for r in waiting]
+        assert [p.position for p in places] == [1, 2, 3]
+        assert [p.ahead for p in places] == [[], [waiting[0].id], [waiting[0].id, waiting[1].id]]
+        assert {p.holding for p in places} == {holder.id} and places[0].slot == "cpu"
+        assert queue_line(waiting[0]) == f"queued: 1st in line, waiting for {holder.id} (running, step 12/50)"
+        assert queue_line(waiting[1]) == (f"queued: 2nd in line (after {waiting[0].id}), waiting for {holder.id} "
+                                          "(running, step 12/50)")
+        assert main(["status", waiting[2].id]) == 0
+        out = capsys.readouterr().out
+        assert f"now       queued: 3rd in line (after {waiting[0].id}, {waiting[1].id}), waiting for {holder.id}" in out
+        # reading took no lock a waiter could trip on: every ticket is still there and still held
+        assert all(t[1].exists() for t in tickets) and all(queue._ticket_held(t[1]) for t in tickets)
+        tickets[0][0].close()  # the first waiter dies: the others move up
+        assert [queue.queue_place(r).position for r in waiting[1:]] == [1, 2]
+        assert queue.queue_place(holder) is None  # it holds the slot, not a ticket
+    finally:
+        proc.kill()
+        proc.wait()
+    assert queue.queue_place(waiting[1]).holding is None  # the holder's process is gone
+    assert queue_line(waiting[1]) == "queued: 1st in line, the cpu slot is free: starting"
+    assert queue_line(waiting[2]) == (f"queued: 2nd in line, waiting for {waiting[1].id} (queued)")
+    for fh, _ in tickets[1:]:
+        fh.close()

@@ -64,3 +64,28 @@ def test_a_staged_run_shows_the_mix_its_plan_trains_not_the_config_mix(tmp_path)
     run.write_manifest({"plan": planned.to_dict()})
     row = run_row(run, metrics=False)
     assert row["mix"] == pytest.approx(planned.requested) and row["mix"]["instruct"] > 0.15  # the QA stage counts
+
+
+def test_home_shows_the_deciding_columns_first_and_the_rest_on_request(tmp_path):
+    from cptcore.runs.table import DEFAULT_COLUMNS, EXTRA_COLUMNS, HOME_COLUMNS, home_columns
+
+    assert DEFAULT_COLUMNS == ("run", "status", "domain gain", "IF change", "general change", "warnings", "mix")
+    assert set(HOME_COLUMNS) == set(DEFAULT_COLUMNS) | set(EXTRA_COLUMNS)
+    assert len(HOME_COLUMNS) == len(set(HOME_COLUMNS))
+    assert home_columns() == list(DEFAULT_COLUMNS)
+    assert home_columns(["lr", "tokens", "unknown"]) == [*DEFAULT_COLUMNS, "tokens", "lr"]  # in the listed order
+    table = runs_table([write_run(tmp_path, "done")])
+    assert list(table.columns) == list(HOME_COLUMNS)
+
+
+def test_general_change_lr_and_time_read_for_people(tmp_path):
+    done = write_run(tmp_path, "done", lr=5e-5)
+    running = write_run(tmp_path, "live", status="running")
+    queued = Run.create(tmp_path, fixture_config("queued"))
+    table = runs_table([done, running, queued]).set_index("run")
+    assert table.loc[done.id, "general change"] == pytest.approx(-5.0)  # replay ppl rose 5 %: negative is worse
+    assert table.loc[done.id, "general change CI"].endswith("general (replay) ppl, % drop (higher is better)")
+    assert table.loc[done.id, "lr"] == "5e-5" and table.loc[done.id, "time"].endswith(" s")
+    assert table.loc[running.id, "time"].endswith(" s")
+    assert table.loc[queued.id, "time"] == "—" and pd.isna(table.loc[queued.id, "general change"])
+    assert table.loc[queued.id, "general change CI"] == ""

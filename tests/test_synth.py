@@ -247,7 +247,7 @@ def test_mc_choices_use_a_rows_distractors_first():
 def test_mc_chance_follows_the_number_of_choices(monkeypatch):
     from cptcore.evaluate import knowledge_qa as kq
 
-    monkeypatch.setattr(kq, "answer_logprobs", lambda model, tok, prompts, answers, chat, bs=8: [0.0] * len(answers))
+    monkeypatch.setattr(kq, "answer_logprobs", lambda model, tok, prompts, answers, chat, bs=8, progress=None: [0.0] * len(answers))
     items = [{"id": "a", "question": "Q?", "answer": "x", "distractors": ["y"]},          # 2 choices: 50%
              {"id": "b", "question": "Q?", "answer": "x", "distractors": ["y", "z", "w"]}]  # 4 choices: 25%
     [score], _ = kq.knowledge_mc(None, None, items, [], chat=True, distractors=3)

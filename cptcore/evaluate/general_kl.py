@@ -38,11 +38,14 @@ def encode_items(tokenizer, texts: list[tuple], chats: list[tuple], kind: str, w
     return [it for it in out if any(it[2])]
 
 
-def _log_probs(model, tokenizer, items: list[tuple], batch_size: int):
-    """Yields (item index, log-probs [scored positions, vocab]) for every item."""
+def _log_probs(model, tokenizer, items: list[tuple], batch_size: int, progress=None):
+    """Yields (item index, log-probs [scored positions, vocab]) for every item; progress(done, total), if given,
+    before the first batch and once a batch's items have been consumed."""
     import torch
 
     device = model_device(model)
+    if progress is not None:
+        progress(0, len(items))
     with eval_mode(model), padding_side(tokenizer, "right"):
         for start in range(0, len(items), batch_size):
             part = items[start:start + batch_size]
@@ -52,12 +55,15 @@ def _log_probs(model, tokenizer, items: list[tuple], batch_size: int):
             for row, (_, ids, scored) in enumerate(part):
                 pos = torch.tensor([t for t, s in enumerate(scored) if s], device=device)
                 yield start + row, torch.log_softmax(logits[row, pos], dim=-1)
+            if progress is not None:
+                progress(min(start + batch_size, len(items)), len(items))
 
 
-def reference(model, tokenizer, items: list[tuple], top_k: int, batch_size: int = 8) -> dict:
-    """The starting model's top-k log-probs at every scored position of every item (kept on the CPU)."""
+def reference(model, tokenizer, items: list[tuple], top_k: int, batch_size: int = 8, progress=None) -> dict:
+    """The starting model's top-k log-probs at every scored position of every item (kept on the CPU).
+    progress(done, total): items, after each batch."""
     ref = {}
-    for i, logp in _log_probs(model, tokenizer, items, batch_size):
+    for i, logp in _log_probs(model, tokenizer, items, batch_size, progress):
         vals, idx = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
         ref[items[i][0]] = {"logp": vals.cpu(), "idx": idx.cpu()}
     return ref
@@ -91,16 +97,17 @@ def kl_to_reference(ref_logp, ref_idx, logp):
 
 
 def general_kl(model, tokenizer, items: list[tuple], ref: dict, n_text: int,
-               batch_size: int = 8) -> tuple[list[Score], list[dict]]:
+               batch_size: int = 8, progress=None) -> tuple[list[Score], list[dict]]:
     """Mean KL per scored token (token-weighted over items, CI by resampling items); rows per item.
 
-    The first n_text items are documents, the rest conversations; both means go in the record too."""
+    The first n_text items are documents, the rest conversations; both means go in the record too.
+    progress(done, total): items, after each batch."""
     missing = [it[0] for it in items if it[0] not in ref]
     if missing:
         raise ValueError(f"general_kl: the starting model's reference lacks item {missing[0]!r}; it is "
                          "computed at step 0 with the same eval settings")
     rows = []
-    for i, logp in _log_probs(model, tokenizer, items, batch_size):
+    for i, logp in _log_probs(model, tokenizer, items, batch_size, progress):
         r = ref[items[i][0]]
         device = logp.device
         kl = kl_to_reference(r["logp"].to(device), r["idx"].to(device), logp).clamp(min=0)

@@ -66,9 +66,11 @@ def greedy_config(model, tokenizer, max_new_tokens: int):
 
 def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens: int = 96,
              batch_size: int = 8, token_counts: list[int] | None = None,
-             ended: list[bool] | None = None) -> list[str]:
+             ended: list[bool] | None = None, progress=None) -> list[str]:
     """Greedy responses (new text only, special tokens removed) in the order of `prompts`.
 
+    progress(done, total), if given, is called before the first batch and after each one with the number of
+    prompts answered so far.
     token_counts, if given, receives each response's generated-token count (up to and including EOS);
     ended receives whether it stopped at EOS (False: cut at max_new_tokens, the response is truncated).
     """
@@ -83,6 +85,8 @@ def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens
     stopped = [False] * len(texts)
     gc = greedy_config(model, tokenizer, max_new_tokens)
     device = model_device(model)
+    if progress is not None:
+        progress(0, len(texts))
     with eval_mode(model), padding_side(tokenizer, "left"):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
@@ -97,6 +101,8 @@ def generate(model, tokenizer, prompts: list[str], *, chat: bool, max_new_tokens
                 hits = row_ended.nonzero()
                 counts[i] = int(hits[0]) + 1 if len(hits) else new_tokens.shape[1]
                 stopped[i] = bool(len(hits))
+            if progress is not None:
+                progress(min(start + batch_size, len(order)), len(texts))
     if token_counts is not None:
         token_counts.extend(counts)
     if ended is not None:

@@ -172,16 +172,17 @@ def score_responses(path: Path) -> tuple[list[dict], list[Score]]:
 
 # --- the evaluator ---------------------------------------------------------------------------
 def ifeval(model, tokenizer, prompts: list[dict], chat: bool, max_new_tokens: int = 96,
-           batch_size: int = 8) -> tuple[list[Score], list[dict]]:
+           batch_size: int = 8, progress=None) -> tuple[list[Score], list[dict]]:
     """Generate greedy responses to the prompts and score them; per-item rows keep prompt, response, verdicts,
     whether the response was cut at max_new_tokens (`truncated`) and whether it ends in a loop (`looping`: at
-    least LOOP_REPETITION of the word 4-grams of its last LOOP_WINDOW words repeat); scores carry both fractions."""
+    least LOOP_REPETITION of the word 4-grams of its last LOOP_WINDOW words repeat); scores carry both fractions.
+    progress(done, total): prompts answered, after each generation batch (generate)."""
     from .coherence import repetition_rate, words
     from .generate import generate
 
     ended: list[bool] = []
     responses = generate(model, tokenizer, [p["prompt"] for p in prompts], chat=chat,
-                         max_new_tokens=max_new_tokens, batch_size=batch_size, ended=ended)
+                         max_new_tokens=max_new_tokens, batch_size=batch_size, ended=ended, progress=progress)
     rows = []
     for i, (p, response, stop) in enumerate(zip(prompts, responses, ended)):
         res = check_response(p, response, where=f"IFEval prompt {p.get('key', i)}: ")

@@ -79,8 +79,9 @@ def gold_answers(item: dict) -> list[str]:
 
 
 def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], chat: bool,
-                    batch_size: int = 8) -> list[float]:
-    """Mean per-token log-probability of each answer given its prompt (exactly as generation sees it)."""
+                    batch_size: int = 8, progress=None) -> list[float]:
+    """Mean per-token log-probability of each answer given its prompt (exactly as generation sees it).
+    progress(done, total), if given: answers scored so far, before the first batch and after each one."""
     import torch
 
     rows = []
@@ -90,6 +91,8 @@ def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], ch
         rows.append((context, target))
     out = []
     device = model_device(model)
+    if progress is not None:
+        progress(0, len(rows))
     with eval_mode(model), padding_side(tokenizer, "right"):
         for start in range(0, len(rows), batch_size):
             part = rows[start:start + batch_size]
@@ -100,16 +103,26 @@ def answer_logprobs(model, tokenizer, prompts: list[str], answers: list[str], ch
                 pos = torch.arange(len(context) - 1, len(context) + len(target) - 1, device=device)
                 tok = torch.tensor(target, device=device)
                 out.append(float(logprobs[r, pos, tok].mean()) if len(target) else 0.0)
+            if progress is not None:
+                progress(len(out), len(rows))
     return out
 
 
 def knowledge_qa(model, tokenizer, items: list[dict], chat: bool, max_new_tokens: int = 24,
-                 batch_size: int = 8) -> tuple[list[Score], list[dict]]:
-    """EM, F1 and answer log-probability over `items` (fields question, answer; optional answers, id)."""
+                 batch_size: int = 8, progress=None) -> tuple[list[Score], list[dict]]:
+    """EM, F1 and answer log-probability over `items` (fields question, answer; optional answers, id).
+    progress(done, total): questions, each half done when answered and whole once its gold answer is scored
+    (the two passes: generation, then the answer log-probabilities)."""
+    n = len(items)
+    gen_progress = lp_progress = None
+    if progress is not None:
+        gen_progress = lambda done, _total: progress(done // 2, n)  # noqa: E731
+        lp_progress = lambda done, _total: progress((n + done) // 2, n)  # noqa: E731
     prompts = [question_prompt(str(it["question"]), chat) for it in items]
     responses = generate(model, tokenizer, prompts, chat=chat, max_new_tokens=max_new_tokens,
-                         batch_size=batch_size)
-    logprobs = answer_logprobs(model, tokenizer, prompts, [str(it["answer"]) for it in items], chat, batch_size)
+                         batch_size=batch_size, progress=gen_progress)
+    logprobs = answer_logprobs(model, tokenizer, prompts, [str(it["answer"]) for it in items], chat, batch_size,
+                               lp_progress)
     rows = []
     for i, (it, response, lp) in enumerate(zip(items, responses, logprobs)):
         pred, golds = first_line(response), gold_answers(it)
@@ -163,15 +176,23 @@ def mc_choices(items: list[dict], pool: list[dict], distractors: int, seed: int 
 
 
 def knowledge_mc(model, tokenizer, items: list[dict], pool: list[dict], chat: bool, distractors: int = 4,
-                 seed: int = 0, batch_size: int = 8) -> tuple[list[Score], list[dict]]:
-    """Multiple-choice accuracy (%): the gold answer must out-score every distractor (ties count as wrong)."""
+                 seed: int = 0, batch_size: int = 8, progress=None) -> tuple[list[Score], list[dict]]:
+    """Multiple-choice accuracy (%): the gold answer must out-score every distractor (ties count as wrong).
+    progress(done, total): questions whose every choice is scored, after each batch."""
     choices = mc_choices(items, pool, distractors, seed)
     flat_prompts, flat_answers = [], []
+    ends = []  # per question: the number of flat answers up to and including its own
     for it, opts in zip(items, choices):
         prompt = question_prompt(str(it["question"]), chat)
         flat_prompts += [prompt] * len(opts)
         flat_answers += opts
-    flat = answer_logprobs(model, tokenizer, flat_prompts, flat_answers, chat, batch_size)
+        ends.append(len(flat_answers))
+    answers_progress = None
+    if progress is not None:
+        from bisect import bisect_right
+
+        answers_progress = lambda done, _total: progress(bisect_right(ends, done), len(items))  # noqa: E731
+    flat = answer_logprobs(model, tokenizer, flat_prompts, flat_answers, chat, batch_size, answers_progress)
     rows, at = [], 0
     for i, (it, opts) in enumerate(zip(items, choices)):
         lps = flat[at:at + len(opts)]

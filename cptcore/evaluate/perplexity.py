@@ -12,8 +12,9 @@ from .stats import Score, ratio_score
 
 
 def document_losses(model, tokenizer, texts: list[str], window: int = 512,
-                    batch_size: int = 8) -> list[tuple[float, int]]:
-    """(summed next-token loss, number of predicted tokens) per document."""
+                    batch_size: int = 8, progress=None) -> list[tuple[float, int]]:
+    """(summed next-token loss, number of predicted tokens) per document. progress(done, total), if given, is
+    called before the first batch and after each one with the documents fully scored so far."""
     import torch.nn.functional as F
 
     chunks: list[tuple[int, list[int]]] = []  # (document index, token ids)
@@ -24,6 +25,8 @@ def document_losses(model, tokenizer, texts: list[str], window: int = 512,
         chunks += [(d, ids[i:i + window]) for i in range(0, len(ids), window) if len(ids[i:i + window]) > 1]
     totals = [[0.0, 0] for _ in texts]
     device = model_device(model)
+    if progress is not None:
+        progress(0, len(texts))
     with eval_mode(model), padding_side(tokenizer, "right"):
         for start in range(0, len(chunks), batch_size):
             part = chunks[start:start + batch_size]
@@ -35,14 +38,18 @@ def document_losses(model, tokenizer, texts: list[str], window: int = 512,
             for row, (d, _) in enumerate(part):
                 totals[d][0] += float(loss[row].sum())
                 totals[d][1] += int(mask[row, 1:].sum())
+            if progress is not None:  # chunks are in document order: every document before the next chunk's is done
+                nxt = start + batch_size
+                progress(chunks[nxt][0] if nxt < len(chunks) else len(texts), len(texts))
     return [(s, n) for s, n in totals]
 
 
 def perplexity(name: str, model, tokenizer, docs: list[dict], text_field: str = "text", window: int = 512,
-               batch_size: int = 8) -> tuple[list[Score], list[dict]]:
-    """The score (exp of the token-weighted mean loss, CI by resampling documents) and per-document rows."""
+               batch_size: int = 8, progress=None) -> tuple[list[Score], list[dict]]:
+    """The score (exp of the token-weighted mean loss, CI by resampling documents) and per-document rows.
+    progress(done, total): documents scored, after each batch (document_losses)."""
     texts = [str(d[text_field]) for d in docs]
-    losses = document_losses(model, tokenizer, texts, window, batch_size)
+    losses = document_losses(model, tokenizer, texts, window, batch_size, progress)
     pairs = [(s, n) for s, n in losses if n > 0]
     from .suite import item_id
 

@@ -206,61 +206,73 @@ class Suite:
     def chat(self, tokenizer) -> bool:
         return self.cfg.model.kind == "instruct" and bool(getattr(tokenizer, "chat_template", None))
 
-    def run(self, name: str, model, tokenizer, round_id: int = 0) -> tuple[list[Score], list[dict]]:
-        """Scores and per-item rows of one evaluator. round_id groups evaluators of one evaluation."""
+    def run(self, name: str, model, tokenizer, round_id: int = 0, progress=None) -> tuple[list[Score], list[dict]]:
+        """Scores and per-item rows of one evaluator. round_id groups evaluators of one evaluation.
+
+        progress(done, total), if given, is passed to the evaluator's batch loop: items (documents, questions,
+        prompts) done so far, called before the first batch and after each one. It never changes the result."""
         e = self.cfg.eval
         if name in ("domain_ppl", "replay_ppl"):
             from .perplexity import perplexity
 
             source = e.domain_heldout if name == "domain_ppl" else e.replay_heldout
             return perplexity(name, model, tokenizer, self.docs(name), source.text_field,
-                              window=self.cfg.data.seq_len, batch_size=e.batch_size)
+                              window=self.cfg.data.seq_len, batch_size=e.batch_size, progress=progress)
         if name == "knowledge_qa":
             from .knowledge_qa import knowledge_qa
 
             return knowledge_qa(model, tokenizer, self.questions(), self.chat(tokenizer),
-                                max_new_tokens=e.qa_max_new_tokens, batch_size=e.batch_size)
+                                max_new_tokens=e.qa_max_new_tokens, batch_size=e.batch_size, progress=progress)
         if name == "knowledge_mc":
             from .knowledge_qa import knowledge_mc
 
             return knowledge_mc(model, tokenizer, self.questions(), self._rows("knowledge_qa", e.qa_source),
-                                self.chat(tokenizer), e.qa_mc_distractors, e.seed, e.batch_size)
+                                self.chat(tokenizer), e.qa_mc_distractors, e.seed, e.batch_size, progress)
         if name == "general_kl":
-            return self._general_kl(model, tokenizer)
+            return self._general_kl(model, tokenizer, progress)
         if name == "ifeval":
             from .ifeval import ifeval
 
             scores, rows = ifeval(model, tokenizer, self.if_prompts(), self.chat(tokenizer),
-                                  max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+                                  max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, progress=progress)
             self._if_responses = (round_id, rows)
             return scores, rows
         from .coherence import coherence
 
         if self._if_responses and self._if_responses[0] == round_id:  # reuse this round's IFEval responses
             rows = self._if_responses[1]
+            if progress is not None:
+                progress(len(rows), len(rows))
             return coherence([r["response"] for r in rows], [r["id"] for r in rows])
         from .generate import generate
 
         prompts = self.if_prompts()
         responses = generate(model, tokenizer, [p["prompt"] for p in prompts], chat=self.chat(tokenizer),
-                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size)
+                             max_new_tokens=e.max_new_tokens, batch_size=e.batch_size, progress=progress)
         return coherence(responses, [p["key"] for p in prompts])
 
-    def _general_kl(self, model, tokenizer) -> tuple[list[Score], list[dict]]:
-        """KL from the starting model: its reference is taken on the first call (step 0) and kept on disk."""
+    def _general_kl(self, model, tokenizer, progress=None) -> tuple[list[Score], list[dict]]:
+        """KL from the starting model: its reference is taken on the first call (step 0) and kept on disk.
+        progress: items; when the reference is taken too, each item is half done after that pass."""
         from . import general_kl as gk
 
         items, n_text = self.kl_items(tokenizer)
+        ref_progress = None
         if self._kl_ref is None and self.reference_path is not None and self.reference_path.is_file():
             self._kl_ref = gk.load_reference(self.reference_path)
         if self._kl_ref is None:
             if not self.compute_reference:
                 raise EvalError(f"general_kl: no step-0 reference at {self.reference_path} (it is saved by "
                                 "runs that evaluate general_kl at step 0)")
-            self._kl_ref = gk.reference(model, tokenizer, items, self.cfg.eval.kl_top_k, self.cfg.eval.batch_size)
+            if progress is not None:
+                n, outer = len(items), progress
+                ref_progress = lambda done, _total: outer(done // 2, n)  # noqa: E731
+                progress = lambda done, _total: outer((n + done) // 2, n)  # noqa: E731
+            self._kl_ref = gk.reference(model, tokenizer, items, self.cfg.eval.kl_top_k, self.cfg.eval.batch_size,
+                                        ref_progress)
             if self.reference_path is not None:
                 gk.save_reference(self._kl_ref, self.reference_path)
-        return gk.general_kl(model, tokenizer, items, self._kl_ref, n_text, self.cfg.eval.batch_size)
+        return gk.general_kl(model, tokenizer, items, self._kl_ref, n_text, self.cfg.eval.batch_size, progress)
 
 
 def write_items(path: Path, rows: list[dict]) -> Path:

@@ -10,18 +10,21 @@ from typing import Any
 from ..config import ROLES
 from .store import Run
 
-HOME_COLUMNS = ("run", "name", "status", "progress", "step", "max_steps", "tokens", "model", "kind", "recipe",
-                "method", "mix", "lr", "domain gain", "domain gain CI", "IF change", "IF change CI", "warnings",
-                "error", "group", "tags", "note", "created")
+# what Home shows by default: the columns that decide (gain, retention, trouble) fit 1280 px without scrolling
+DEFAULT_COLUMNS = ("run", "status", "domain gain", "IF change", "general change", "warnings", "mix")
+EXTRA_COLUMNS = ("progress", "step", "max_steps", "tokens", "time", "name", "model", "kind", "recipe", "method", "lr",
+                 "domain gain CI", "IF change CI", "general change CI", "error", "group", "tags", "note", "created")
+HOME_COLUMNS = DEFAULT_COLUMNS + EXTRA_COLUMNS
 DOMAIN_GAIN = ("eval/domain_ppl", "eval/qa_mc_acc", "eval/qa_em", "eval/qa_f1")  # the first one a run has
 IF_CHANGE = ("eval/if_prompt_strict", "eval/if_inst_strict")
+GENERAL_CHANGE = ("eval/replay_ppl",)  # general-text perplexity: retention beyond instruction following
 
 
 def run_row(run: Run, metrics: bool = True) -> dict[str, Any]:
     """Status, progress, config summary, tags and note of a run; with metrics, also tokens seen, the last value
     of every metric, the domain gain and IF change against step 0 (frames.latest_change: the latest record's
     paired change; "... CI" is its 95% paired CI as text with the metric and unit, "" without a paired delta),
-    and the warning count.
+    the general (replay) perplexity change likewise, and the warning count.
 
     mix: the whole run's planned token shares (every stage) from the plan in its manifest; the config's mix
     until the run has built its data."""
@@ -58,24 +61,40 @@ def _metric_fields(run: Run, st: dict, max_steps: int | None) -> dict[str, Any]:
         "final_metrics": final,
         **_gain_fields("domain gain", latest_change(m, DOMAIN_GAIN)),
         **_gain_fields("IF change", latest_change(m, IF_CHANGE)),
+        **_gain_fields("general change", latest_change(m, GENERAL_CHANGE)),
         "warnings": int((m.events["name"] == "event/warning").sum()) if len(m.events) else 0,
     }
 
 
 def _gain_fields(column: str, c: dict | None) -> dict[str, Any]:
+    """The gain from step 0 (frames' one sign convention: signed so that higher is better, a perplexity drop
+    is positive), the number Monitor's panel and Compare's "vs step 0" curve draw at the same record; its CI
+    text printed as they print it (frames.format_gain) and named as they name it (frames.gain_label)."""
     import math
 
-    from ..frames import gain_label
+    from ..frames import format_gain, gain_label
 
     if c is None:
         return {column: None, f"{column} CI": ""}
-    ci = "no paired CI" if math.isnan(c["gain_low"]) else f"{c['gain_low']:+.1f} .. {c['gain_high']:+.1f}"
-    return {column: c["gain"], f"{column} CI": f"{ci} · {gain_label(c['name'])}"}
+    name = c["name"]
+    ci = ("no paired CI" if math.isnan(c["gain_low"]) else
+          f"{format_gain(name, c['gain_low'])} .. {format_gain(name, c['gain_high'])}")
+    return {column: c["gain"], f"{column} CI": f"{ci} · {gain_label(name)}"}
+
+
+def home_columns(extra=()) -> list[str]:
+    """Home's columns in order: DEFAULT_COLUMNS, then the chosen EXTRA_COLUMNS in their listed order."""
+    return list(DEFAULT_COLUMNS) + [c for c in EXTRA_COLUMNS if c in set(extra)]
 
 
 def runs_table(runs: list[Run]):
-    """The home page's table: run_row of every run, newest first, mix and tags as text."""
+    """The home page's table: run_row of every run, newest first; mix, tags, LR and run time as text for people
+    (cptcore.fmt), gains as numbers (missing: NaN, which the page draws as a dash)."""
+    import time
+
     import pandas as pd
+
+    from .. import fmt
 
     rows = [run_row(r) for r in runs]
     if not rows:
@@ -85,6 +104,9 @@ def runs_table(runs: list[Run]):
         r["mix"] = "/".join(f"{round(100 * float(r['mix'].get(k) or 0), 1):g}" for k in ROLES)
         r["tags"] = ", ".join(map(str, r["tags"]))
         r["error"], r["group"] = r["error"] or "", r["group"] or ""
+        r["lr"] = fmt.lr(r["lr"])
+        end = r["ended"] or (time.time() if r["status"] == "running" else None)
+        r["time"] = fmt.duration(end - r["started"]) if r["started"] and end else fmt.MISSING
     frame = pd.DataFrame(rows, columns=list(HOME_COLUMNS))
     frame = frame.sort_values("created", ascending=False, na_position="last").reset_index(drop=True)
     frame["created"] = pd.to_datetime(frame["created"], unit="s", errors="coerce")
