@@ -311,7 +311,10 @@ def series_figure(m: frames.Metrics, names: list[str], title: str, x: str = "ste
         c = frames.curve(m, name)
         if len(c):
             data.append(_line(len(c), c[x], c["value"], name, metric_color(name)))
-    return _figure(data, _layout(title, x, "", revision)) if data else empty(title, "no records yet", revision)
+    layout = _layout(title, x, "", revision)
+    if "train/lr" in names:  # 5e-5, as everywhere else: not plotly's SI prefix (50µ)
+        layout["yaxis"].update(exponentformat="e", tickformat="~e")
+    return _figure(data, layout) if data else empty(title, "no records yet", revision)
 
 
 # --- compare ---------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import fmt
 from .config import RunConfig
 from .plan import Plan
 
@@ -61,11 +62,11 @@ def check_config(cfg: RunConfig, plan: Plan) -> list[Finding]:
     if lr > hi:
         who = "an instruct model" if kind == "instruct" else "a base model"
         out.append(Finding(
-            "lr_high", "warning", f"LR {lr:g} is above the {lo:g}..{hi:g} range for {who} with {method} training.",
+            "lr_high", "warning", f"LR {fmt.lr(lr)} is above the {fmt.lr(lo)} .. {fmt.lr(hi)} range for {who} with {method} training.",
             "A higher peak LR adapts more and forgets more (Ibrahim et al. 2024)"
             + ("; instruct models lose instruction following first." if kind == "instruct" else ".")))
     elif lr < lo:
-        out.append(Finding("lr_low", "info", f"LR {lr:g} is below the {lo:g}..{hi:g} range for {kind}/{method}.",
+        out.append(Finding("lr_low", "info", f"LR {fmt.lr(lr)} is below the {fmt.lr(lo)} .. {fmt.lr(hi)} range for {kind}/{method}.",
                            "The run may barely move the domain metrics."
                            + (" LoRA wants about 10x the full fine-tuning LR." if method == "lora" else "")))
     domain = plan.roles.get("domain")

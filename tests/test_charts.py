@@ -179,3 +179,12 @@ def test_multiple_choice_chart_draws_the_chance_level_dashed_from_the_records():
     acc = next(t for t in fig.data if t.name == "QA multiple-choice accuracy, %")
     assert list(acc.y) == [25.0, 35.0, 45.0]
     assert "% of questions" in fig.layout.yaxis.title.text
+
+
+def test_the_learning_rate_axis_reads_5e_5_not_an_si_prefix():
+    recs = [{"step": s, "tokens": s, "time": s, "name": "train/lr", "value": 5e-5, "attempt": 1} for s in (1, 2)]
+    fig = charts.series_figure(frames.metrics_from_records(recs), ["train/lr"], "learning rate")
+    assert fig.layout.yaxis.exponentformat == "e" and fig.layout.yaxis.tickformat == "~e"
+    other = charts.series_figure(frames.metrics_from_records(
+        [{**r, "name": "train/grad_norm"} for r in recs]), ["train/grad_norm"], "gradient norm")
+    assert other.layout.yaxis.tickformat is None

@@ -384,7 +384,7 @@ def test_pre_launch_check_flags_a_constructed_pitfall():
     at.slider(key="mix.replay").set_value(0).run()
     assert "No replay data" in texts(at)
     at.number_input(key="train.lr").set_value(5e-4).run()
-    assert "above the 1e-05..5e-05 range for an instruct model" in texts(at)
+    assert "LR 5e-4 is above the 1e-5 .. 5e-5 range for an instruct model" in texts(at)
     at.radio(key="train.method").set_value("lora").run()
     assert "above the" not in texts(at)  # 5e-4 is within the LoRA range
     assert "Recommended for instruct / lora: 1e-4 .. 5e-4" in texts(at)
