@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from cptcore.runs import Run
 from run_store import fixture_config, make_run, write_run
+from test_pages import open_page as open_pages_page
 
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = re.compile(r"\b(None|nan|NaN)\b")
@@ -107,14 +108,7 @@ def store():
 
 
 def open_page(page: str | None, state: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    for k, v in (state or {}).items():
-        at.session_state[k] = v
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
+    return open_pages_page(page, state, timeout=60)  # every page on a store with six kinds of run: slower
 
 
 def test_home_shows_no_none_or_nan(store):

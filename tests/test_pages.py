@@ -18,8 +18,8 @@ def home() -> Path:
     return Path(os.environ["CPT_HOME"])
 
 
-def open_page(page: str | None = None, state: dict | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
+def open_page(page: str | None = None, state: dict | None = None, timeout: float = 30) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=timeout)
     for k, v in (state or {}).items():
         at.session_state[k] = v
     at.run()

@@ -93,19 +93,8 @@ def wait_for_slot(run: Run, cfg: RunConfig, poll_s: float = 1.0):
 
 
 def _ticket_alive(ticket: Path) -> bool:
-    import fcntl
-
-    try:
-        fh = open(ticket)
-    except FileNotFoundError:
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        ticket.unlink(missing_ok=True)  # its owner died while waiting
-        return False
+    """A waiter's check of a ticket before its own: alive, else (its owner died while waiting) removed."""
+    return _ticket_held(ticket, clean=True)
 
 
 # --- reading the queue (no lock that could block or be mistaken for a waiter) --------------------
@@ -134,10 +123,10 @@ def _ticket_run(ticket: Path) -> str:
     return ticket.name.split("-", 1)[1] if "-" in ticket.name else ticket.name
 
 
-def _ticket_held(ticket: Path) -> bool:
+def _ticket_held(ticket: Path, clean: bool = False) -> bool:
     """Is the ticket's owner alive? A non-blocking *shared* lock: it fails while the owner holds its exclusive
-    one; got, it is released at once and the dead ticket is left for the waiters to clean (a reader changes
-    nothing)."""
+    one; got, it is released at once. A dead ticket is removed only with clean=True (the waiters; a reader
+    changes nothing). A lock that cannot be tried counts as alive, as its waiters count it until they clean it."""
     import fcntl
 
     try:
@@ -150,9 +139,11 @@ def _ticket_held(ticket: Path) -> bool:
         except BlockingIOError:
             return True
         except OSError:
-            return True  # cannot tell: count it, as its waiters do until they clean it
+            return True
         fcntl.flock(fh, fcntl.LOCK_UN)
-        return False
+    if clean:
+        ticket.unlink(missing_ok=True)
+    return False
 
 
 def slot_holder(qdir: Path) -> str | None:
