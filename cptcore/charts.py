@@ -343,7 +343,10 @@ def compare_figure(curves: dict[str, pd.DataFrame], metric: str, x: str = "step"
         title = f"{frames.gain_label(metric)}: gain from step 0 (bands: 95% paired CI)"
     else:
         ytitle, title = frames.value_label(metric, unit_seen), metric
-    return _figure(data, _layout(title, x, ytitle, revision, height=380, hovermode="closest"))
+    layout = _layout(title, x, ytitle, revision, height=380, hovermode="closest")
+    if metric == "train/lr" and not change:  # ticks and hover as fmt.lr writes it (5e-5), not 50µ
+        layout["yaxis"].update(exponentformat="e", tickformat="~e", hoverformat="~e")
+    return _figure(data, layout)
 
 
 def tradeoff_figure(points: pd.DataFrame, x_label: str, y_label: str, hover: dict[str, str] | None = None,

@@ -30,10 +30,11 @@ def tell_evaluations(cfg: RunConfig) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runs.launch import check_startable, train_in_slot  # train_in_slot waits its turn in the queue
+    from .runs.launch import check_launcher, check_startable, train_in_slot  # train_in_slot waits in the queue
 
     cfg = RunConfig.load(args.config, args.set)  # parsed once; passed down to the trainer
     if not args.run_id:  # a typo in a path or the model name: one line, and no failed run left behind
+        check_launcher(cfg)
         check_startable(cfg)
         tell_evaluations(cfg)
     run = Run.open(cpt_home(), args.run_id) if args.run_id else Run.create(cpt_home(), cfg)

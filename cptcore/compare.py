@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import fmt
 from .frames import Metrics, baseline_change, downsample_index
 from .runs import Run
 from .runs.metrics import parse_json_lines
@@ -25,7 +26,8 @@ def config_summary(run: Run) -> str:
     mix, tr, model = cfg.get("mix") or {}, cfg.get("train") or {}, cfg.get("model") or {}
     shares = "/".join(f"{100 * float(mix.get(r, 0)):g}" for r in ("domain", "replay", "instruct"))
     return (f"<b>{cfg.get('name', run.id)}</b> ({run.id})<br>{model.get('name', '?')} [{model.get('kind', '')}]"
-            f"<br>mix d/r/i {shares}%<br>{tr.get('method', '')} lr {tr.get('lr', '?')} steps {tr.get('max_steps', '?')}")
+            f"<br>mix d/r/i {shares}%<br>{tr.get('method', '')} lr {fmt.lr(tr.get('lr'))} "
+            f"steps {tr.get('max_steps', '?')}")
 
 
 # --- config diff -----------------------------------------------------------------------------
@@ -46,8 +48,14 @@ def measured_on(runs: list[Run]) -> tuple[list[str], list[str]]:
     return same, differ
 
 
+def _is_lr(key: str) -> bool:
+    """train.lr, stages.0.lr, ...: learning rates, not the *_lr_ratio multipliers."""
+    name = key.rsplit(".", 1)[-1]
+    return name == "lr" or name.endswith("_lr")
+
+
 def flatten(d, prefix: str = "") -> dict[str, str]:
-    """Nested dict → {'train.lr': '5e-05', 'data.domain.0.path': 'builtin:...'} (values as text)."""
+    """Nested dict → {'train.lr': '5e-5', 'data.domain.0.path': 'builtin:...'} (values as text, LRs as fmt.lr)."""
     out: dict[str, str] = {}
     if isinstance(d, dict):
         for k, v in d.items():
@@ -57,6 +65,8 @@ def flatten(d, prefix: str = "") -> dict[str, str]:
             out.update(flatten(v, f"{prefix}.{i}"))
     elif isinstance(d, list):
         out[prefix] = ", ".join(str(x) for x in d)
+    elif isinstance(d, (int, float)) and not isinstance(d, bool) and _is_lr(prefix):
+        out[prefix] = fmt.lr(d)
     else:
         out[prefix] = "" if d is None else f"{d:g}" if isinstance(d, float) else str(d)
     return out

@@ -203,6 +203,8 @@ def load_model(cfg: ModelConfig, device: str = "cpu", dtype=None, tokenizer=None
 
     tokenizer = tokenizer or load_tokenizer(cfg)
     dtype = dtype or pick_dtype(cfg.dtype, device)
+    # attention: transformers' default is SDPA wherever the architecture has it (else eager), here and in
+    # from_config; an explicit attn_implementation="sdpa" would only add a refusal for models without it
     if cfg.name == TINY_MODEL:
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(tiny_config(tokenizer), dtype=dtype)

@@ -238,8 +238,12 @@ def plan(cfg: RunConfig, world_size: int | None = None, count: SourceCounter | N
         counted = {r: _pass_counts(data[r], s.loss_on, s.domain_as if r == "domain" else "as_is", count)
                    for r in used}
         # loss tokens per input token of each role (0 for a role the stage does not use)
-        fractions = None if count is None else np.array(
+        uncounted = [r for r in used if counted[r] is None]
+        fractions = None if count is None or uncounted else np.array(
             [counted[r][1] / counted[r][0] if r in counted else 0.0 for r in ROLES])
+        if unit == "loss_tokens" and fractions is None:
+            raise ConfigError(f"{where}: mix.unit=loss_tokens needs every role's loss tokens counted, and "
+                              f"data.{uncounted[0]} streams (counted only as it trains): set mix.unit=tokens")
         targets = stage_targets(cfg.progressive, shares, n_seq)  # in mix.unit
         tokens, loss = np.array([shares[r] for r in ROLES]), shares
         if unit == "loss_tokens":  # the scheduler counts sequences: target the input shares that carry them
@@ -264,6 +268,8 @@ def _pass_counts(sources: list[SourceConfig], loss_on: str, domain_as: str,
     if count is None or not sources:
         return None
     entries = [count(src, loss_on, domain_as) for src in sources]
+    if any(e["tokens"] is None for e in entries):  # a streaming source is counted only as it trains
+        return None
     return sum(e["tokens"] for e in entries), sum(e["loss_tokens"] for e in entries)
 
 
@@ -317,10 +323,11 @@ def describe(p: Plan, cfg: RunConfig) -> str:
 _COUNTS: dict[tuple, dict] = {}  # one pass over a source, per (source, its files, tokenizer, kind, masking)
 
 
-def counter_for(cfg: RunConfig) -> SourceCounter | None:
+def counter_for(cfg: RunConfig, progress: bool = False) -> SourceCounter | None:
     """A source counter with the model's tokenizer, torch-free where the tokenizer is on disk (None when it
     is not: a hub model not downloaded yet). Counts are cached per (source and its files' size and mtime,
-    tokenizer, model kind, loss_on, domain_as): changing the LR or the steps re-reads nothing."""
+    tokenizer, model kind, loss_on, domain_as): changing the LR or the steps re-reads nothing. Counting a
+    source tokenizes it into the token cache (cptcore/data/cache.py) that training then reads."""
     from .data.formats import source_entry
     from .data.sources import source_files
     from .tokenizer import load_text_tokenizer
@@ -336,8 +343,12 @@ def counter_for(cfg: RunConfig) -> SourceCounter | None:
         except (OSError, ValueError):  # a missing file: source_entry raises the DataError that names it
             files = ()
         key = (source.model_dump_json(), files, str(tok.folder), kind, loss_on, domain_as)
+        if source.streaming:  # counting would read the whole stream
+            from .data.streaming import stream_entry
+
+            return stream_entry(source)
         if key not in _COUNTS:
-            _COUNTS[key] = source_entry(source, tok, kind, loss_on, domain_as)
+            _COUNTS[key] = source_entry(source, tok, kind, loss_on, domain_as, cfg.data.num_proc, progress)
         return _COUNTS[key]
 
     return count
@@ -351,6 +362,41 @@ def cmd_plan(args) -> int:
 
     check_leaks(cfg, p)  # a plan that trains on its own evaluation items is refused here, as in training
     print(json.dumps(p.to_dict(), indent=1) if args.json else describe(p, cfg))
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    """`cpt prepare CONFIG`: tokenize every source the config trains on into the token cache (a later plan,
+    Launch budget, run or sweep point over the same sources tokenizes nothing)."""
+    import time
+
+    from .data.cache import cache_root
+
+    cfg = RunConfig.load(args.config, args.set)
+    if args.num_proc:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"num_proc": args.num_proc})})
+    count = counter_for(cfg, progress=not args.json)
+    if count is None:
+        raise ConfigError(f"{cfg.model.name!r} has no tokenizer on disk that cptcore/tokenizer.py reads: "
+                          "`cpt train` prepares its sources when it starts")
+    t0 = time.time()
+    p = plan(cfg, count=count)
+    done, seen = [], set()
+    for s in p.stages:
+        for role in s.roles:
+            for src in s.data[role]:
+                entry = count(src, s.loss_on, s.domain_as if role == "domain" else "as_is")
+                if (entry["path"], entry.get("cache")) not in seen:
+                    seen.add((entry["path"], entry.get("cache")))
+                    done.append({"role": role, **{k: entry.get(k) for k in ("path", "rows", "tokens", "cache")}})
+    if args.json:
+        print(json.dumps({"sources": done, "seconds": round(time.time() - t0, 3), "cache": str(cache_root())}))
+        return 0
+    for d in done:
+        what = "streams: tokenized as it trains" if d["cache"] is None else \
+            f"{d['rows']:,} rows, {d['tokens']:,} tokens  cache {d['cache'][:12]}"
+        print(f"{d['role']:8} {d['path']}: {what}")
+    print(f"prepared in {time.time() - t0:.1f} s under {cache_root() / 'tokens'}")
     return 0
 
 
@@ -380,3 +426,10 @@ def add_parser(sub) -> None:
     p.add_argument("--no-count", action="store_true", help="do not read the sources (no passes or loss tokens; "
                    "mix.unit=loss_tokens reads them anyway: its schedule needs them)")
     p.set_defaults(func=cmd_plan)
+
+    pr = sub.add_parser("prepare", help="tokenize a config's sources once into the token cache under CPT_HOME")
+    pr.add_argument("config", type=Path)
+    pr.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
+    pr.add_argument("--num-proc", type=int, default=None, help="tokenizing processes (default data.num_proc)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_prepare)

@@ -1,7 +1,8 @@
 """The Trainer's side of the metric stream: per-role loss, realized mix, throughput.
 
 The loss is computed here (not by the model) so each sequence's loss can be credited to its role on the
-very steps that trained it; the total is normalised exactly like the Trainer's own causal-LM loss.
+very steps that trained it; the total is normalised exactly like the Trainer's own causal-LM loss. With
+train.fused_kernels the per-token losses come from the lm_head itself (FusedLinearHead), never as logits.
 
 The mix within the current stage, in two units, every logging step and per role:
     mix/<role>                   realized share of the input tokens trained (exact: sequences of seq_len)
@@ -25,18 +26,62 @@ from .runs.metrics import MetricWriter
 
 
 class MixDataset(torch.utils.data.Dataset):
-    """Map-style view of MixedData; the sequential sampler keeps the mix order."""
+    """Map-style view of MixedData; the sequential sampler keeps the mix order.
 
-    def __init__(self, data: MixedData):
-        self.data = data
+    per_document (train.attention): each row also carries position_ids restarting at every document, from which
+    transformers builds a block-diagonal causal mask (SDPA, eager, flash attention), so no token attends to
+    another document of the same packed sequence."""
+
+    def __init__(self, data: MixedData, per_document: bool = False):
+        self.data, self.per_document = data, per_document
 
     def __len__(self) -> int:
         return len(self.data)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         ids, labels, role = self.data.fetch(i)  # an online mix picks the role now
-        return {"input_ids": torch.from_numpy(ids).long(), "labels": torch.from_numpy(labels).long(),
-                "role": torch.tensor(role)}
+        row = {"input_ids": torch.from_numpy(ids).long(), "labels": torch.from_numpy(labels).long(),
+               "role": torch.tensor(role)}
+        if self.per_document:
+            row["position_ids"] = torch.from_numpy(self.data.positions(i)).long()
+        return row
+
+
+def fused_token_loss(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-token cross-entropy of (hidden @ weight.T + bias) against targets (-100: no loss), fp32, without
+    building the (tokens, vocabulary) logits: Liger's fused linear cross-entropy, reduction none (its backward
+    recomputes the logits chunk by chunk, the price of keeping per-sequence losses for each role)."""
+    from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+    return liger_fused_linear_cross_entropy(hidden, weight, targets, bias, ignore_index=-100, reduction="none")
+
+
+class FusedLinearHead(torch.nn.Linear):
+    """An lm_head that, while `targets` is set, returns per-token losses (batch, seq_len - 1) in place of the
+    logits (fused_token_loss). The class of the loaded lm_head is swapped in place (use_fused_head), so weights,
+    tying, checkpoints and DDP/FSDP wrapping stay as they were, and the loss is computed inside the model's own
+    forward; with `targets` unset (evaluation, generation) it is the plain linear layer."""
+
+    targets: torch.Tensor | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.targets is None:
+            return super().forward(hidden)
+        targets, self.targets = self.targets, None  # one forward per setting: a stale target never leaks
+        h = hidden[:, :-1]  # position t predicts token t + 1
+        loss = fused_token_loss(h.reshape(-1, h.size(-1)), self.weight, targets.reshape(-1), self.bias)
+        return loss.view(targets.shape)
+
+
+def use_fused_head(model) -> FusedLinearHead:
+    """Swap the model's lm_head (a plain nn.Linear) to FusedLinearHead in place; returns it."""
+    head = model.get_output_embeddings()
+    if type(head) is not torch.nn.Linear:
+        raise TypeError(f"train.fused_kernels: the output layer of {type(model).__name__} is a "
+                        f"{type(head).__name__}, not a plain Linear: fused cross-entropy cannot replace it")
+    head.__class__ = FusedLinearHead
+    return head
 
 
 class RoleLossMeter:
@@ -70,9 +115,11 @@ def make_trainer_class():
     """A Trainer whose loss also feeds the per-role meter."""
 
     class CPTTrainer(Trainer):
-        def __init__(self, *args, role_meter: RoleLossMeter, ewc=None, lr_lambda=None, **kwargs):
+        def __init__(self, *args, role_meter: RoleLossMeter, ewc=None, lr_lambda=None,
+                     fused_head: FusedLinearHead | None = None, **kwargs):
             super().__init__(*args, **kwargs)
             self.role_meter = role_meter
+            self.fused_head = fused_head  # train.fused_kernels: the lm_head computes the per-token loss
             self.ewc = ewc              # EWCPenalty or None
             self.lr_lambda = lr_lambda  # step -> LR factor across stages, or None for the HF schedule
 
@@ -86,11 +133,21 @@ def make_trainer_class():
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             roles = inputs.pop("role")
             labels = inputs.pop("labels")
-            outputs = model(input_ids=inputs["input_ids"])
-            logits = outputs.logits[:, :-1, :]
             targets = labels[:, 1:]
-            token_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                         ignore_index=-100, reduction="none").view(targets.shape)
+            extra = {"position_ids": inputs["position_ids"]} if "position_ids" in inputs else {}
+            fused = (self.fused_head is not None and model.training
+                     and not isinstance(model, torch.nn.DataParallel))  # its replicas would not see the targets
+            if fused:
+                self.fused_head.targets = targets
+            # use_cache=False: with a cache transformers ignores position_ids when it builds the mask, so
+            # per-document attention would silently become packed attention
+            outputs = model(input_ids=inputs["input_ids"], use_cache=False, **extra)
+            if fused:
+                token_loss = outputs.logits.float()
+            else:
+                logits = outputs.logits[:, :-1, :]
+                token_loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                             ignore_index=-100, reduction="none").view(targets.shape)
             counted = (targets != -100).sum(dim=1)
             self.role_meter.add(roles, token_loss.sum(dim=1), counted)
             total = token_loss.sum()

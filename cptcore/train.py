@@ -11,7 +11,7 @@ import os
 import time
 import traceback
 
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .data.leaks import check_leaks
 from .plan import plan as make_plan
 from .runs import Run
@@ -79,7 +79,30 @@ def training_args(cfg: RunConfig, run: Run, device: str, progress: bool, max_ste
         fsdp=True if cfg.launch.strategy == "fsdp" and world_size() > 1 else None,  # launch.strategy (issue 4)
         disable_tqdm=not progress,
         logging_first_step=True,
+        torch_compile=t.compile,  # train.compile
     )
+
+
+FUSED_KERNELS_HELP = "train.fused_kernels needs CUDA and the liger-kernel package: pip install liger-kernel"
+
+
+def check_gpu_options(cfg: RunConfig, device: str) -> None:
+    """Refuse train.fused_kernels where it cannot run (asked for explicitly: no silent fallback to slower steps)."""
+    if not cfg.train.fused_kernels:
+        return
+    import importlib.util
+
+    if device != "cuda":
+        raise ConfigError(f"{FUSED_KERNELS_HELP} (this run trains on {device}; set train.fused_kernels=false)")
+    if importlib.util.find_spec("liger_kernel") is None:
+        raise ConfigError(f"{FUSED_KERNELS_HELP} (liger-kernel is not installed)")
+    import inspect
+
+    from liger_kernel.ops import fused_linear_cross_entropy as flce
+
+    if "token_grad_output" not in inspect.signature(flce.fused_linear_cross_entropy_forward).parameters:
+        raise ConfigError(f"{FUSED_KERNELS_HELP} (this liger-kernel cannot backpropagate per-token losses, which "
+                          "the per-role loss needs: pip install -U liger-kernel)")
 
 
 def make_model(cfg: RunConfig, device: str):
@@ -91,6 +114,16 @@ def make_model(cfg: RunConfig, device: str):
     model, tokenizer = load_model(cfg.model, device=device, dtype=pick_dtype(cfg.model.dtype, device))
     if cfg.long_context.yarn_factor:
         apply_yarn(model, cfg.long_context.yarn_factor, cfg.long_context.original_max_position_embeddings)
+    if cfg.train.fused_kernels:  # check_gpu_options: CUDA and liger-kernel are there
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        # RMSNorm, RoPE, SwiGLU. Not Liger's fused cross-entropy: it returns one mean loss, and the per-role
+        # meter needs each sequence's loss; stream.FusedLinearHead fuses the lm_head with per-token losses
+        _apply_liger_kernel_to_instance(model, fused_linear_cross_entropy=False, cross_entropy=False)
+        if cfg.train.method == "full":  # LoRA's all-linear targets would find the head's inner layers
+            from .stream import use_fused_head
+
+            use_fused_head(model)
     if cfg.train.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -149,13 +182,14 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
     from .models import pick_device
     from transformers import PrinterCallback, ProgressCallback
 
-    from .stream import (DynamicMixer, MetricStream, MixDataset, QuietProgress, RoleLossMeter, StageCallback,
-                         TappedWriter, make_trainer_class)
+    from .stream import (DynamicMixer, FusedLinearHead, MetricStream, MixDataset, QuietProgress, RoleLossMeter,
+                         StageCallback, TappedWriter, make_trainer_class)
 
     from .data.heldout import describe_sources, heldout_manifest, resolve
 
     requested, cfg = cfg, resolve(cfg)  # evaluations follow the data (held-out splits of the user's documents)
     device = pick_device(cfg.train.device)
+    check_gpu_options(cfg, device)  # before the model loads: a refusal takes a second, not a minute
     torch.manual_seed(cfg.train.seed)
     model, tokenizer = make_model(cfg, device)
     plan = plan or make_plan(cfg, world_size=world_size())
@@ -190,9 +224,11 @@ def train(cfg: RunConfig, run: Run, progress: bool = True, attempt: int = 1, pla
 
     optimizer = make_optimizer(cfg, model)
     Trainer = make_trainer_class()
-    trainer = Trainer(model=model, args=args, train_dataset=MixDataset(data), callbacks=callbacks,
+    head = model.get_output_embeddings()
+    trainer = Trainer(model=model, args=args, callbacks=callbacks,
+                      train_dataset=MixDataset(data, per_document=cfg.train.attention == "per_document"),
                       processing_class=tokenizer, optimizers=(optimizer, None), role_meter=meter, ewc=ewc,
-                      lr_lambda=lr_lambda)
+                      lr_lambda=lr_lambda, fused_head=head if isinstance(head, FusedLinearHead) else None)
     if progress:
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(QuietProgress())

@@ -2,17 +2,24 @@
 
 Launch the smoke recipe from the Launch page, watch Monitor's loss chart gain points while it trains (a zoom
 survives the live refreshes; a warning arriving moves no chart), stop it, launch a second run with more replay,
-then open Compare and see the trade-off chart and the config diff.
+then open Compare and see the trade-off chart and the config diff. Two short views on a written store: Monitor
+following a step-0 evaluation's progress, and Home's deciding columns inside a 1280 px window.
 """
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import wait_until
+from cptcore import supervise
+from cptcore.config import RunConfig
+from cptcore.runs import Run
+from cptcore.runs.metrics import MetricWriter
+from run_store import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CPT_CHROMIUM", "/usr/bin/chromium")
@@ -220,3 +227,108 @@ def journey(page, url: str, home: Path) -> None:
     page.locator("[data-testid=stDataFrame]:visible").first.wait_for()  # the diff table (others sit in closed expanders)
     replays = [yaml.safe_load(c.read_text())["mix"]["replay"] for c in sorted(home.glob("*/config.yaml"))]
     assert len(replays) == 2 and replays[1] > replays[0]  # run ids sort by creation time
+
+
+# --- short views on a written store ------------------------------------------------------------
+HOME_DECIDING = ("run", "status", "domain gain", "IF change", "general ppl change", "warnings", "mix %")  # app.py labels
+
+
+def open_browser(p, viewport: dict):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport=viewport)
+    page.set_default_timeout(60_000)
+    return browser, page
+
+
+def evaluating_run(home: Path) -> Run:
+    """A running run at step 0 whose process is this test (alive for the liveness check): what a launched run
+    looks like while its step-0 evaluation runs, without waiting minutes for a real one."""
+    run = Run.create(home, RunConfig(name="evaluating").with_overrides(
+        {"train.max_steps": 20, "eval.evaluators": ["domain_ppl", "ifeval"]}))
+    MetricWriter(run.metrics_path).close()
+    run.write_status("running", pid=os.getpid(), started=time.time(), attempt=1, max_steps=20, step=0)
+    return run
+
+
+def report_evaluation(run: Run, done: int, total: int = 25) -> None:
+    """status.json's `evaluating`, through the writer EvalCallback uses (ifeval, the second of two evaluators)."""
+    now = time.time()
+    supervise.write_eval_status(run, {"phase": "baseline", "step": 0, "evaluator": "ifeval", "index": 2, "count": 2,
+                                      "evaluators": ["domain_ppl", "ifeval"], "done": done, "total": total,
+                                      "started": now - 40, "evaluator_started": now - 30, "updated": now,
+                                      "attempt": 1}, {"domain_ppl": 10.0})
+
+
+def test_monitor_follows_the_step0_evaluation(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, home = server
+    run = evaluating_run(home)
+    report_evaluation(run, 12)
+    with sync_api.sync_playwright() as p:
+        browser, page = open_browser(p, {"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/Monitor?run={run.id}")
+            now = page.locator(".st-key-monitor_now")
+            bar = now.get_by_text("evaluating ifeval 12/25 (step 0 baseline)", exact=True)
+            sync_api.expect(bar).to_be_visible(timeout=60_000)
+            # the live panel follows the evaluation without a reload, and lets go of it when it ends
+            report_evaluation(run, 20)
+            sync_api.expect(now.get_by_text("evaluating ifeval 20/25 (step 0 baseline)", exact=True)).to_be_visible(
+                timeout=30_000)
+            supervise.write_eval_status(run, None)
+            sync_api.expect(now.get_by_text("evaluating", exact=False)).to_have_count(0, timeout=30_000)
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+
+
+def header_boxes(page) -> dict:
+    """Left/right edges (window px) of the Home table's header cells, the grid's canvas and the page's scroll.
+    The grid draws on a canvas: the widths come from its React props (glide-data-grid's columns, as drawn),
+    placed from the canvas' left edge minus the grid's horizontal scroll."""
+    return page.evaluate("""() => {
+        const canvas = document.querySelector('[data-testid=stDataFrame] [data-testid=data-grid-canvas]');
+        const key = Object.keys(canvas).find(k => k.startsWith('__reactFiber'));
+        let fiber = canvas[key];
+        while (fiber && !(Array.isArray(fiber.memoizedProps?.columns)
+                          && fiber.memoizedProps.columns.every(c => typeof c.width === 'number'))) fiber = fiber.return;
+        const scroller = canvas.closest('[data-testid=stDataFrame]').querySelector('.dvn-scroller');
+        const box = canvas.getBoundingClientRect();
+        let x = box.left - scroller.scrollLeft;
+        const cells = {};
+        for (const c of fiber ? fiber.memoizedProps.columns : []) {
+            cells[c.title] = {left: x, right: x + c.width};
+            x += c.width;
+        }
+        return {cells, canvas: {left: box.left, right: box.right}, grid_scroll: scroller.scrollWidth - scroller.clientWidth,
+                page_scroll: document.documentElement.scrollWidth - document.documentElement.clientWidth};
+    }""")
+
+
+def test_home_shows_the_deciding_columns_at_1280_px(server, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, home = server
+    write_run(home, "demo-forgetting", replay=0.0, lr=1e-3, warning=True)  # a run id of 31 characters
+    with sync_api.sync_playwright() as p:
+        browser, page = open_browser(p, {"width": 1280, "height": 900})
+        try:
+            page.goto(url)
+            # the grid's accessible copy of its cells (a canvas draws them): column 1 of row 0 is the status
+            status_cell = page.locator("[data-testid=stDataFrame] [data-testid=glide-cell-1-0]")
+            sync_api.expect(status_cell).to_have_text("completed", timeout=60_000)
+            settle(page)
+            seen = header_boxes(page)
+            cells = seen["cells"]
+            assert list(cells)[:len(HOME_DECIDING)] == list(HOME_DECIDING), cells
+            for label in HOME_DECIDING:
+                assert 0 <= cells[label]["left"] and cells[label]["right"] <= 1280, (label, cells[label])
+            assert seen["grid_scroll"] <= 1 and seen["page_scroll"] <= 1, seen  # nothing to scroll to
+            assert sum(c["right"] - c["left"] for c in cells.values()) == pytest.approx(
+                seen["canvas"]["right"] - seen["canvas"]["left"], abs=2)  # the widths read are the ones drawn
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

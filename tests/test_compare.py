@@ -131,7 +131,21 @@ def test_config_diff_shows_only_differing_keys_including_the_manifest(tmp_path):
     keys = set(diff["key"])
     assert keys == {"name", "train.lr", "manifest.roles.domain.sources.0.sha256"}
     row = diff.set_index("key").loc["train.lr"]
-    assert row[a.id] == "3e-05" and row[b.id] == "0.0001"
+    assert row[a.id] == "3e-5" and row[b.id] == "1e-4"  # fmt.lr, as Home and Launch write LRs
+
+
+def test_compare_writes_learning_rates_as_5e_5_in_hover_diff_and_lr_chart(tmp_path):
+    a = write_run(tmp_path, "a", lr=5e-5)
+    b = write_run(tmp_path, "b", lr=2.5e-5)
+    hover = compare.config_summary(a)
+    assert "lr 5e-5 " in hover and "5e-05" not in hover
+    diff = compare.config_diff([a, b]).set_index("key")
+    assert diff.loc["train.lr", [a.id, b.id]].tolist() == ["5e-5", "2.5e-5"]
+    flat = compare.flatten({"train": {"lr": 5e-5, "min_lr_ratio": 0.1}, "stages": [{"lr": 1e-5}, {"lr": None}]})
+    assert flat == {"train.lr": "5e-5", "train.min_lr_ratio": "0.1", "stages.0.lr": "1e-5", "stages.1.lr": ""}
+    curves = {r.id: frames.curve(frames.load_metrics(r), "train/lr") for r in (a, b)}
+    yaxis = charts.compare_figure(curves, "train/lr").layout.yaxis
+    assert (yaxis.exponentformat, yaxis.tickformat, yaxis.hoverformat) == ("e", "~e", "~e")  # not plotly's 50µ
 
 
 def test_paired_items_line_up_the_same_prompts(tmp_path):

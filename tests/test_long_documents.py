@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from cptcore.config import ModelConfig, SourceConfig
-from cptcore.data.formats import encode_source, encode_texts, text_chunks
+from cptcore.data.cache import cached_source
+from cptcore.data.formats import encode_texts, text_chunks
 from cptcore.models import load_tokenizer
 
 WORDS = ("the of and river mountain company founded in 1847 city people's music, science history harbour lantern "
@@ -66,12 +67,11 @@ def test_long_document_is_one_example_with_the_ids_of_one_call(tmp_path, tok, lo
     f = tmp_path / "book.txt"
     f.write_text(long_doc, encoding="utf-8")
     recorder = Recording(tok)
-    encoded, entry = encode_source(SourceConfig(path=str(f)), recorder, "base")
-    assert entry["rows"] == entry["examples"] == len(encoded) == 1
-    ids, labels = encoded[0]
+    shard, entry = cached_source(SourceConfig(path=str(f)), recorder, "base")  # into the token cache
+    assert entry["rows"] == entry["examples"] == len(shard.lengths) == 1
     one_call = np.asarray(tok(long_doc, add_special_tokens=False)["input_ids"] + [tok.eos_token_id], np.int32)
-    assert ids.dtype == np.int32 and labels is ids
-    np.testing.assert_array_equal(ids, one_call)
+    assert shard.labels is None  # raw text: the labels are the ids
+    np.testing.assert_array_equal(np.asarray(shard.ids, dtype=np.int32), one_call)
     assert len(recorder.calls) > 1  # it was not one call
     assert max(n for call in recorder.calls for n in call) <= 65_536
 

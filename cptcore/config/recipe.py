@@ -125,7 +125,7 @@ class EWCConfig(_Section):
 class LongContextConfig(_Section):
     """Long-context extension with YaRN rope scaling (set data.seq_len beyond the original window)."""
     yarn_factor: float | None = Field(
-        None, description="Context extension factor (> 1), e.g. 4 turns a 2k window into 8k. None: no scaling.",
+        None, description="Context extension factor (> 1), e.g. 4 turns a 2k window into 8k; empty: no scaling.",
     )
     original_max_position_embeddings: int | None = Field(
         None, gt=0, description="The window the model was trained with (default: its max_position_embeddings).",

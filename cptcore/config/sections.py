@@ -70,8 +70,10 @@ class SourceConfig(_Section):
     split: str = Field("train", description="Split of a hub dataset.")
     subset: str | None = Field(None, description="Configuration name of a hub dataset.")
     streaming: bool = Field(
-        False, description="Hub datasets: read them in datasets' streaming mode instead of downloading them "
-        "whole. The rows read are still held in memory, so cap them with max_rows.")
+        False, description="Read the source as a stream (a datasets IterableDataset: a hub dataset, a "
+        "save_to_disk folder, or .arrow/.parquet/.jsonl files) and tokenize it as training reads it, instead of "
+        "tokenizing it whole into the token cache first. For corpora too big to download or cache; its size "
+        "is unknown before one pass, so the plan shows no passes for it.")
     max_rows: int | None = Field(None, gt=0, description="Read at most this many rows (useful for big hub datasets).")
     keep: dict[str, list[str]] | None = Field(
         None, description="Keep only the rows (of the first max_rows) whose FIELD's value is listed, e.g. "
@@ -113,6 +115,13 @@ class DataConfig(_Section):
         256, ge=16, le=131072,
         description="Tokens per packed training sequence. Documents are packed end to end with EOS separators, "
         "so no padding is wasted and no document is truncated.",
+    )
+    num_proc: int = Field(
+        1, ge=1, le=64,
+        description="Processes that tokenize a source the first time it is used (it is cached under "
+        "CPT_HOME/cache/tokens afterwards). One process already uses every core on raw text, through the Rust "
+        "tokenizer's threads; more help chat records, which are laid out in Python "
+        "(experiments/benchmarks/bench_data.py).",
     )
 
     @field_validator("domain", "replay", "instruct", "qa", "facts", mode="before")
@@ -212,6 +221,19 @@ class TrainConfig(_Section):
         default_factory=list, description="Also report to these trackers (tensorboard, wandb, mlflow)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available, else CPU.")
+    attention: Literal["packed", "per_document"] = Field(
+        "packed", description="packed: attention crosses document boundaries inside a packed sequence (usual "
+        "pre-training practice, fastest). per_document: position ids restart at every document, so each token "
+        "attends only to its own document (for corpora of short, unrelated documents)."
+    )
+    fused_kernels: bool = Field(
+        False, description="Liger Triton kernels: RMSNorm, RoPE, SwiGLU and, in full fine-tuning, a fused linear "
+        "cross-entropy that never builds the full-vocabulary logits: less memory, faster steps. Needs CUDA and "
+        "pip install liger-kernel."
+    )
+    compile: bool = Field(
+        False, description="torch.compile the model: faster steps after a compile of a minute or two at the start."
+    )
 
     @field_validator("report_to", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import SourceConfig
 from .qa import answer_texts
-from .sources import DataError, local_path, read_records, sha256, source_files
+from .sources import DataError
 
 IGNORE = -100
 TOKENIZE_BATCH = 1000  # texts (or pieces) per tokenizer call
@@ -153,14 +153,15 @@ def _tokenize_call(tokenizer, call: list[tuple[int, str]], parts: list[list[np.n
         parts[owner].append(np.asarray(piece_ids, dtype=np.int32))
 
 
-def encode_rows(rows: list[dict], fmt: str, source: SourceConfig, tokenizer, kind: str) -> list[tuple]:
+def encode_rows(rows: list[dict], fmt: str, source: SourceConfig, tokenizer, kind: str,
+                first_row: int = 1) -> list[tuple]:
     """(ids, labels) per row (int32 arrays for text, lists for chat). Text rows get an EOS separator appended;
-    nothing is truncated."""
+    nothing is truncated. first_row: the number of rows[0] in its source, for errors."""
     out = []
     eos = tokenizer.eos_token_id
     if fmt == "text":
         texts = []
-        for i, r in enumerate(rows, 1):
+        for i, r in enumerate(rows, first_row):
             t = r.get(source.text_field)
             if not isinstance(t, str):
                 raise DataError(f"{source.path}: row {i}: {source.text_field!r} is missing or not text")
@@ -169,7 +170,7 @@ def encode_rows(rows: list[dict], fmt: str, source: SourceConfig, tokenizer, kin
         for ids in encode_texts(tokenizer, keep, end=eos):  # int32 arrays: 4 bytes a token, not ~36 in lists
             out.append((ids, ids))  # raw text trains on every token: labels are the ids
         return out
-    for i, r in enumerate(rows, 1):
+    for i, r in enumerate(rows, first_row):
         out.append(encode_chat(tokenizer, to_messages(r, f"{source.path}: row {i}"), kind))
     return out
 
@@ -184,32 +185,10 @@ def facts_source_rows(rows: list[dict], text_field: str) -> list[dict]:
     return facts
 
 
-def encode_source(source: SourceConfig, tokenizer, kind: str, loss_on: str = "answers",
-                  domain_as: str = "as_is") -> tuple[list, dict]:
-    """Encode one source: its (ids, labels) examples and its manifest entry (rows, tokens, loss tokens, files).
-
-    domain_as=facts turns documents into fact instructions; loss_on=all also trains on prompt tokens."""
-    rows = read_records(source)
-    if domain_as == "facts":
-        rows = facts_source_rows(rows, source.text_field)
-        source = source.model_copy(update={"format": "chat"})
-    fmt = detect_format(rows, source)
-    encoded = encode_rows(rows, fmt, source, tokenizer, kind)
-    if not encoded:
-        raise DataError(f"{source.path}: every row is empty")
-    if loss_on == "all":  # also learn the prompts (raw text already trains on every token)
-        encoded = [(ids, ids) for ids, _ in encoded]
-    n_tokens = sum(len(ids) for ids, _ in encoded)
-    n_loss = sum(len(ids) if lab is ids else int(np.count_nonzero(np.asarray(lab) != IGNORE)) for ids, lab in encoded)
-    if n_loss == 0:
-        raise DataError(f"{source.path}: no trainable tokens (chat records without assistant turns?)")
-    files = [{"path": str(f), "bytes": f.stat().st_size, "sha256": sha256(f)} for f in source_files(source)]
-    entry = {"path": source.path, "local": local_path(source) is not None, "format": fmt, "rows": len(rows),
-             "examples": len(encoded), "tokens": n_tokens, "loss_tokens": n_loss, "files": files}
-    return encoded, entry
-
-
 def source_entry(source: SourceConfig, tokenizer, kind: str, loss_on: str = "answers",
-                 domain_as: str = "as_is") -> dict:
-    """One pass over a source, counted (what `cpt plan` and the Launch budget need)."""
-    return encode_source(source, tokenizer, kind, loss_on, domain_as)[1]
+                 domain_as: str = "as_is", num_proc: int = 1, progress: bool = False) -> dict:
+    """One pass over a source, counted (what `cpt plan` and the Launch budget need): from the token cache,
+    which this fills if needed, so training reads the same tokens without tokenizing again."""
+    from .cache import cached_source
+
+    return cached_source(source, tokenizer, kind, loss_on, domain_as, num_proc, progress)[1]

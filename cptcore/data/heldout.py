@@ -60,9 +60,17 @@ def holdout_count(n: int) -> int:
 
 def split_indices(rows: list[dict], source: SourceConfig) -> tuple[list[int], list[str]]:
     """(indices of the held-out rows, their document keys); DataError when the source is too small."""
+    keys = [document_key(row_text(r, source.text_field)) for r in rows]
+    held = holdout_keys(keys, source)
+    idx = [i for i, key in enumerate(keys) if key in held]
+    return idx, [keys[i] for i in idx]
+
+
+def holdout_keys(keys, source: SourceConfig) -> set[str]:
+    """The document keys held out among `keys` (an iterable: sources.iter_records streams them); DataError when
+    the source is too small."""
     from .sources import DataError
 
-    keys = [document_key(row_text(r, source.text_field)) for r in rows]
     distinct = sorted(set(keys))
     if len(distinct) < 2 * HOLDOUT_FLOOR:
         raise DataError(f"{source.path}: {len(distinct)} distinct document(s), too few to hold out "
@@ -71,19 +79,7 @@ def split_indices(rows: list[dict], source: SourceConfig) -> tuple[list[int], li
                         "eval.replay_heldout to a separate file, or to none")
     k = holdout_count(len(distinct))
     rank = sorted(distinct, key=lambda d: hashlib.sha256(f"{source.holdout_seed}:{d}".encode()).hexdigest())
-    held = set(rank[:k])
-    idx = [i for i, key in enumerate(keys) if key in held]
-    return idx, [keys[i] for i in idx]
-
-
-def apply_holdout(rows: list[dict], source: SourceConfig) -> list[dict]:
-    """The rows a source with `holdout: train` trains on, or the ones `holdout: heldout` evaluates."""
-    if source.holdout == "all":
-        return rows
-    held = set(split_indices(rows, source)[0])
-    if source.holdout == "heldout":
-        return [r for i, r in enumerate(rows) if i in held]
-    return [r for i, r in enumerate(rows) if i not in held]
+    return set(rank[:k])
 
 
 def qa_test_beside(qa: list[SourceConfig]) -> SourceConfig | None:
@@ -171,11 +167,11 @@ def source_line(src: SourceConfig, role: str) -> str:
         what = {"domain": "bundled fictional-town held-out documents", "replay": "bundled held-out general text"}
         return f"{what.get(role, 'bundled data')} ({src.path})"
     if src.holdout == "heldout":
-        from .sources import read_records
+        from .sources import iter_records
 
         try:
-            n = len(read_records(src.model_copy(update={"holdout": "all"})))
-            k = len(read_records(src))
+            n = sum(1 for _ in iter_records(src.model_copy(update={"holdout": "all"})))
+            k = sum(1 for _ in iter_records(src))
             return (f"held-out split of your {role} data {src.path}: {k} of {n} documents "
                     f"(seed {src.holdout_seed}), never trained on")
         except ValueError as err:  # DataError: the launch check reports it
@@ -185,7 +181,7 @@ def source_line(src: SourceConfig, role: str) -> str:
 
 def heldout_manifest(cfg: RunConfig) -> dict:
     """Per role with an automatic split: the source, how many documents of how many, which rows, their keys."""
-    from .sources import read_records
+    from .sources import iter_records
 
     r = resolve(cfg)
     out = {}
@@ -193,8 +189,10 @@ def heldout_manifest(cfg: RunConfig) -> dict:
         src = getattr(r.eval, field)
         if src.holdout != "heldout":
             continue
-        rows = read_records(src.model_copy(update={"holdout": "all"}))
-        idx, keys = split_indices(rows, src)
-        out[role] = {"source": src.path, "documents": len(idx), "of": len(rows), "seed": src.holdout_seed,
+        every = [document_key(row_text(r, src.text_field)) for r in iter_records(src.model_copy(update={"holdout": "all"}))]
+        held = holdout_keys(every, src)
+        idx = [i for i, key in enumerate(every) if key in held]
+        keys = [every[i] for i in idx]
+        out[role] = {"source": src.path, "documents": len(idx), "of": len(every), "seed": src.holdout_seed,
                      "rows": idx, "sha256": keys}
     return out

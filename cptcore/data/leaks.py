@@ -19,13 +19,15 @@ Only local files and builtin: sets are read (hub datasets are not downloaded for
 """
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..config import ROLES, RunConfig, SourceConfig
 from .formats import detect_format, to_messages
-from .sources import ASSETS, DataError, local_path, read_records, source_files
+from .sources import ASSETS, DataError, iter_records, local_path, source_files
 
 ANCHOR = 4  # words hashed per item; a QA pair is at least this long ("what is x known for lace")
 DATA_FIELDS = ("domain", "replay", "instruct", "qa", "facts")
@@ -43,18 +45,25 @@ def _key(source: SourceConfig) -> str:
     return json.dumps(source.model_dump(), sort_keys=True)
 
 
-def _file_rows(source: SourceConfig) -> list[tuple[Path, list[dict]]]:
-    """(file, rows) of a local source, with the source's settings and its max_rows over all files."""
+def _file_rows(source: SourceConfig) -> Iterator[tuple[Path, Iterator[dict]]]:
+    """(file, its rows one at a time) of a local source, with the source's settings and its max_rows over all
+    files (each file's rows must be read before the next file is asked for)."""
     if source.holdout != "all":  # a held-out split is made over the whole source, not per file
-        return [(Path(source.path), read_records(source))]
-    out, left = [], source.max_rows
+        yield Path(source.path), iter_records(source)
+        return
+    left = source.max_rows
     for f in source_files(source):
         if left is not None and left <= 0:
             break
-        rows = read_records(source.model_copy(update={"path": str(f), "max_rows": left}))
-        out.append((f, rows))
-        left = None if left is None else left - len(rows)
-    return out
+        seen = [0]
+
+        def counted(rows):
+            for r in rows:
+                seen[0] += 1
+                yield r
+
+        yield f, counted(iter_records(source.model_copy(update={"path": str(f), "max_rows": left})))
+        left = None if left is None else left - seen[0]
 
 
 def _record_text(rec: dict, fmt: str, source: SourceConfig, where: str) -> str:
@@ -141,19 +150,22 @@ def check_leaks(cfg: RunConfig, plan) -> None:
     if not index.anchors and not index.whole:
         return
     for field, source in training_sources(cfg, plan):
-        if local_path(source) is None:
+        if local_path(source) is None or source.streaming:  # a stream is not read ahead of training
             continue
-        for f, rows in _file_rows(source):
-            fmt = detect_format(rows, source)
-            hits = []
-            for i, rec in enumerate(rows, 1):
-                item = index.find(normalize(_record_text(rec, fmt, source, f"{f}: row {i}")))
+        for f, rows in _file_rows(source):  # one row at a time: the corpus may be larger than memory
+            first = next(rows, None)
+            if first is None:
+                continue
+            fmt = detect_format([first], source)
+            hits, n = [], 0
+            for n, rec in enumerate(itertools.chain([first], rows), 1):
+                item = index.find(normalize(_record_text(rec, fmt, source, f"{f}: row {n}")))
                 if item:
-                    hits.append((i, item))
+                    hits.append((n, item))
             if hits:
                 i, (what, row, eval_field, eval_path) = hits[0]
                 name = f"{source.path} ({f.relative_to(ASSETS.parents[1])})" if source.path.startswith("builtin:") \
                     else str(f)
                 raise DataError(f"{field} {name} row {i} contains {what} {row} of eval.{eval_field} ({eval_path}); "
-                                f"{len(hits)} of its {len(rows)} rows hold evaluation items: a run must not train "
+                                f"{len(hits)} of its {n} rows hold evaluation items: a run must not train "
                                 f"on its own evaluation data (remove them, or set eval.{eval_field} to other data)")

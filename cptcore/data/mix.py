@@ -16,7 +16,8 @@ import numpy as np
 
 from ..config import ROLES, RunConfig
 from ..plan import Plan, Stage, plan as make_plan
-from .formats import IGNORE, encode_source
+from .cache import cached_source
+from .formats import IGNORE
 from .pack import Packer
 from .schedule import DeficitScheduler, loss_shares
 
@@ -51,6 +52,10 @@ class MixedData:
         ids, labels = self.packers[int(self.stage[i])][ROLES[role]].sequence(int(self.rank[i]))
         self.loss_counts[i] = loss_positions(labels)
         return ids, labels, role
+
+    def positions(self, i: int) -> np.ndarray:
+        """Position ids of sequence i, restarting at every document (train.attention per_document); after fetch(i)."""
+        return self.packers[int(self.stage[i])][ROLES[int(self.roles[i])]].positions(int(self.rank[i]))
 
     def materialize(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, labels) of the first n sequences as (n, seq_len) arrays: for inspection and tests of
@@ -102,22 +107,32 @@ def loss_positions(labels: np.ndarray) -> np.ndarray:
 
 def load_role(cfg: RunConfig, role: str, tokenizer, loss_on: str = "answers",
               domain_as: str = "as_is") -> tuple[list, list[dict]]:
-    """Encode every source of a role; return examples and per-source manifest entries."""
-    examples, entries = [], []
+    """Each source of a role as a memory-mapped shard of the token cache (tokenized now only if it is not
+    there: cptcore/data/cache.py), and its manifest entry."""
+    shards, entries = [], []
     for source in getattr(cfg.data, role):
-        encoded, entry = encode_source(source, tokenizer, cfg.model.kind, loss_on,
-                                       domain_as if role == "domain" else "as_is")
-        examples.extend(encoded)
+        shard, entry = cached_source(source, tokenizer, cfg.model.kind, loss_on,
+                                     domain_as if role == "domain" else "as_is", num_proc=cfg.data.num_proc,
+                                     progress=True)
+        shards.append(shard)
         entries.append(entry)
-    return examples, entries
+    return shards, entries
 
 
 def role_packers(cfg: RunConfig, tokenizer, roles: list[str], loss_on: str = "answers",
                  domain_as: str = "as_is") -> dict[str, tuple[Packer, list[dict]]]:
     out = {}
     for role in roles:
-        examples, entries = load_role(cfg, role, tokenizer, loss_on, domain_as)
-        out[role] = (Packer(examples, cfg.data.seq_len, seed=cfg.train.seed * 31 + ROLES.index(role)), entries)
+        seed = cfg.train.seed * 31 + ROLES.index(role)
+        if any(s.streaming for s in getattr(cfg.data, role)):  # tokenized as training reads it
+            from .streaming import StreamPacker
+
+            packer = StreamPacker(getattr(cfg.data, role), tokenizer, cfg.model.kind, cfg.data.seq_len, seed,
+                                  loss_on, domain_as if role == "domain" else "as_is")
+            out[role] = (packer, packer.entries)
+            continue
+        shards, entries = load_role(cfg, role, tokenizer, loss_on, domain_as)
+        out[role] = (Packer.from_shards(shards, cfg.data.seq_len, seed=seed), entries)
     return out
 
 
@@ -152,7 +167,8 @@ def build_mix(cfg: RunConfig, tokenizer, plan: Plan | None = None) -> MixedData:
     data = MixedData(plan, roles, stage_idx, rank, np.full(n, -1, dtype=np.int32), stage_packers)
     if plan.online:
         data.online = OnlineMix(plan, stage_packers)
-    elif plan.sequences <= COUNT_LOSS_UP_TO[0] and plan.tokens <= COUNT_LOSS_UP_TO[1]:
+    elif plan.sequences <= COUNT_LOSS_UP_TO[0] and plan.tokens <= COUNT_LOSS_UP_TO[1] and all(
+            getattr(p, "random_access", True) for ps in stage_packers for p in ps.values()):  # not streams
         for i in range(n):
             data.fetch(i)
     data.manifest = manifest(data, stage_packers, stage_entries)
@@ -177,7 +193,8 @@ def manifest(data: MixedData, stage_packers: list[dict[str, Packer]], stage_entr
                 loss = int(counts.sum()) if (counts >= 0).all() else None  # large runs: in the stream
             per_role[role] = {"sources": entries[role], "sequences": seqs, "tokens_trained": seqs * seq_len,
                               "loss_tokens_trained": loss, "tokens_available": packer.tokens_per_pass,
-                              "passes": round(seqs * seq_len / packer.tokens_per_pass, 4)}
+                              "passes": (round(seqs * seq_len / packer.tokens_per_pass, 4)
+                                         if packer.tokens_per_pass else None)}  # a stream's size is unknown
             t = totals.setdefault(role, {"sources": [], "sequences": 0, "tokens_trained": 0,
                                          "loss_tokens_trained": 0, "available": set()})
             t["sources"] += [e for e in entries[role] if e["path"] not in {x["path"] for x in t["sources"]}]

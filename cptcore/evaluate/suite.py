@@ -113,19 +113,21 @@ class Suite:
     def trained_entities(self) -> set[str]:
         """entity_id of every domain document the run trains on, or its document_key when it has none."""
         if "trained_entities" not in self._data:
-            from ..data.sources import read_records
+            from ..data.sources import iter_records
 
             from ..data.heldout import document_key, row_text
 
             found = set()
             for src in self.cfg.data.domain:  # resolved: without the documents held out for domain_ppl
+                if src.streaming:  # not read ahead of training
+                    continue
                 try:
-                    rows = read_records(src)
+                    for r in iter_records(src):  # one row at a time: a corpus may be larger than memory
+                        if r.get("entity_id") is not None:
+                            found.add(str(r["entity_id"]))
+                        found.add(document_key(row_text(r, src.text_field)))  # `cpt synth` QA names them so
                 except Exception:  # noqa: BLE001 - unreadable training data fails in training, not here
                     continue
-                found |= {str(r["entity_id"]) for r in rows if r.get("entity_id") is not None}
-                if any(r.get("entity_id") is None for r in rows):  # `cpt synth` QA names them by document_key
-                    found |= {document_key(row_text(r, src.text_field)) for r in rows}
             self._data["trained_entities"] = found
         return self._data["trained_entities"]
 

@@ -99,6 +99,9 @@ def check_launcher(cfg: RunConfig) -> None:
         raise ConfigError("launch.launcher: accelerate needs GPUs for nproc > 1; use launch.launcher=torchrun on CPU")
     if cfg.launch.strategy == "fsdp" and slot_key(cfg) == "cpu":
         raise ConfigError("launch.strategy: fsdp needs GPUs; use ddp on CPU")
+    if cfg.train.fused_kernels and slot_key(cfg) == "cpu":  # train.check_gpu_options also checks the package
+        raise ConfigError("train.fused_kernels needs CUDA and the liger-kernel package: pip install liger-kernel "
+                          "(this run would train on cpu; set train.fused_kernels=false)")
 
 
 # --- the queued process -------------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""Screenshots of the dashboard as a newcomer sees it: Home, Monitor, Compare, Advisor and Launch at 1280x900.
+"""Screenshots of the dashboard as a newcomer sees it: Home, Monitor (at the end and during an evaluation),
+Compare, Advisor and Launch at 1280x900.
 
-    python experiments/results/screens/take_screens.py            (about a minute on 2 CPU cores)
+    python experiments/results/screens/take_screens.py            (all of them: about a minute on 2 CPU cores)
+    python experiments/results/screens/take_screens.py monitor_evaluating home     (only these)
 
 Starts `streamlit run app.py` on a temporary CPT_HOME holding three runs written by tests/run_store.py (the same
 metric stream, status and evaluation files training writes: a demo-like run, a forgetting one, a running one),
-opens each page in Debian's chromium through Playwright and saves <page>.png next to this script. It also checks
-that Home's default columns fit 1280 px without horizontal scrolling. Set CPT_CHROMIUM for another browser.
+opens each page in Debian's chromium through Playwright and saves <name>.png next to this script. For
+monitor_evaluating it adds a fourth run at its step-0 evaluation (status.json's `evaluating`, written as
+EvalCallback writes it; this script's process stands in for the training process). It also checks that Home's
+default columns fit 1280 px without horizontal scrolling. Set CPT_CHROMIUM for another browser.
 """
 from __future__ import annotations
 
@@ -43,6 +47,32 @@ def write_store(home: Path) -> dict[str, str]:
     runs["running"] = write_run(home, "more-replay", replay=0.3, lr=5e-5, domain_drop=0.15, if_drop=0.5,
                                 status="running")
     return {k: r.id for k, r in runs.items()}
+
+
+def evaluating_run(home: Path) -> str:
+    """A run in its step-0 evaluation, 12 of 25 IFEval prompts done after domain_ppl and replay_ppl took 42 s and
+    38 s; its process is this script (alive while the screenshot is taken). Written last: Compare's default pair
+    (the two newest runs) stays the same whether this shot is taken or not."""
+    from cptcore import supervise
+    from cptcore.config import RunConfig
+    from cptcore.runs import Run
+    from cptcore.runs.metrics import MetricWriter
+
+    evaluators = ["domain_ppl", "replay_ppl", "ifeval"]
+    run = Run.create(home, RunConfig(name="demo-baseline").with_overrides(
+        {"train.max_steps": 200, "eval.evaluators": evaluators}))
+    MetricWriter(run.metrics_path).close()
+    import psutil
+
+    now = time.time()
+    # started: when this process did (liveness takes a pid that started later than its run for a reused one)
+    run.write_status("running", pid=os.getpid(), started=psutil.Process().create_time(), attempt=1, max_steps=200,
+                     step=0)
+    supervise.write_eval_status(run, {"phase": "baseline", "step": 0, "evaluator": "ifeval", "index": 3, "count": 3,
+                                      "evaluators": evaluators, "done": 12, "total": 25, "started": now - 90,
+                                      "evaluator_started": now - 10, "updated": now, "attempt": 1},
+                                {"domain_ppl": 42.0, "replay_ppl": 38.0})
+    return run.id
 
 
 def free_port() -> int:
@@ -90,7 +120,7 @@ def home_fits(page) -> dict:
     }""")
 
 
-def main() -> int:
+def main(names: list[str]) -> int:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="cpt-screens-"))
@@ -109,15 +139,13 @@ def main() -> int:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport=VIEWPORT)
             page.set_default_timeout(60_000)
-            shots = [  # name, address, what to wait for, what to scroll to the top (None: the page's top)
-                ("home", url, "[data-testid=stDataFrame]", None),
-                ("monitor", f"{url}/Monitor?run={ids['forgetting']}", ".js-plotly-plot", None),
-                ("compare", f"{url}/Compare", ".js-plotly-plot", None),
-                ("advisor", f"{url}/Advisor", "[data-testid=stMetric]", "Recommendation"),
-                ("launch", f"{url}/Launch", "[data-testid=stDataFrame]", "Training"),
-            ]
-            for name, address, ready, top in shots:
-                page.goto(address)
+            page.goto(url)  # a session that starts at Home, as a user's does (and as it is for every subset of shots)
+            page.locator("[data-testid=stSidebarNav]").first.wait_for()
+            settle(page)
+            for name, address, ready, top in SHOTS:
+                if names and name not in names:
+                    continue
+                page.goto(address(url, home, ids))
                 page.locator(ready).first.wait_for()
                 settle(page)
                 if top:
@@ -145,5 +173,19 @@ def main() -> int:
     return 0
 
 
+SHOTS = [  # name, address (url, home, run ids), what to wait for, what to scroll to the top (None: the page's top)
+    ("home", lambda url, home, ids: url, "[data-testid=stDataFrame]", None),
+    ("monitor", lambda url, home, ids: f"{url}/Monitor?run={ids['forgetting']}", ".js-plotly-plot", None),
+    ("compare", lambda url, home, ids: f"{url}/Compare", ".js-plotly-plot", None),
+    ("advisor", lambda url, home, ids: f"{url}/Advisor", "[data-testid=stMetric]", "Recommendation"),
+    ("launch", lambda url, home, ids: f"{url}/Launch", "[data-testid=stDataFrame]", "Training"),
+    ("monitor_evaluating", lambda url, home, ids: f"{url}/Monitor?run={evaluating_run(home)}",
+     ".st-key-monitor_now [data-testid=stProgress]", None),  # last: its run is the newest
+]
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    unknown = [n for n in sys.argv[1:] if n not in {s[0] for s in SHOTS}]
+    if unknown:
+        raise SystemExit(f"unknown screenshot {', '.join(unknown)}; choose from {', '.join(s[0] for s in SHOTS)}")
+    raise SystemExit(main(sys.argv[1:]))
