@@ -1,7 +1,9 @@
 """CPT Studio: the navigation and the Home page (the runs table).  Start it with:  streamlit run app.py
 
 Pages render; cptcore computes (frames, charts, checks) and runs things (cptcore.runs: launch, liveness, table).
-The page files keep their paths (pages/1_Launch.py ...): st.switch_page and the URLs (/Launch, /Monitor) use them.
+The page files live in views/ (views/1_Launch.py ...; st.switch_page and the URLs /Launch, /Monitor use them), not
+in pages/: Streamlit's own pages/ discovery would then compete with st.navigation, and a page opened by its URL
+would list the entry script as "app" in the sidebar instead of Home (tests/test_browser.py checks it).
 """
 import streamlit as st
 
@@ -13,7 +15,8 @@ st.set_page_config(page_title="CPT Studio", page_icon=":material/monitoring:", l
 HOME = cpt_home()
 
 COLUMNS = {  # Home's column labels and units; the numbers come from cptcore/runs/table.py
-    "run": st.column_config.TextColumn("run", help="The run's id: creation time, name and a short hash."),
+    "run": st.column_config.TextColumn("run", width="medium",  # a long name must not push the rest off-screen
+                                       help="The run's id: creation time, name and a short hash."),
     "status": st.column_config.TextColumn("status"),
     "domain gain": st.column_config.NumberColumn(
         "domain gain", format="%+.1f", help="What the run learned: the latest domain perplexity drop vs step 0 on "
@@ -67,7 +70,7 @@ def home() -> None:
         st.info("No runs yet. Open **Launch** in the sidebar and press **Launch** to start the demo "
                 "(the default model, data and mix are preselected).\n\n"
                 "Or from a shell: `cpt launch experiments/demo.yaml`, then come back here.")
-        st.page_link("pages/1_Launch.py", label="Go to Launch", icon=":material/rocket_launch:")
+        st.page_link("views/1_Launch.py", label="Go to Launch", icon=":material/rocket_launch:")
         return
 
     extra = st.multiselect("More columns", EXTRA_COLUMNS, key="home_columns", placeholder="progress, tokens, LR...",
@@ -84,10 +87,10 @@ def home() -> None:
     c1, c2, _ = st.columns([1, 1, 4])
     if c1.button("Open in Monitor", disabled=len(selected) < 1, key="open_monitor"):
         st.session_state["monitor_run"] = selected[0]
-        st.switch_page("pages/2_Monitor.py")
+        st.switch_page("views/2_Monitor.py")
     if c2.button("Compare", disabled=len(selected) < 2, key="open_compare"):
         st.session_state["compare_runs"] = selected
-        st.switch_page("pages/3_Compare.py")
+        st.switch_page("views/3_Compare.py")
 
     with st.expander("Tags and note"):
         run_id = st.selectbox("Run", ids, key="meta_run")
@@ -103,9 +106,9 @@ def home() -> None:
 
 st.navigation([
     st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Launch.py", title="Launch", icon=":material/rocket_launch:"),
-    st.Page("pages/2_Monitor.py", title="Monitor", icon=":material/monitoring:"),
-    st.Page("pages/3_Compare.py", title="Compare", icon=":material/compare_arrows:"),
-    st.Page("pages/4_Data.py", title="Data", icon=":material/dataset:"),
-    st.Page("pages/5_Advisor.py", title="Advisor", icon=":material/help:"),
+    st.Page("views/1_Launch.py", title="Launch", icon=":material/rocket_launch:"),
+    st.Page("views/2_Monitor.py", title="Monitor", icon=":material/monitoring:"),
+    st.Page("views/3_Compare.py", title="Compare", icon=":material/compare_arrows:"),
+    st.Page("views/4_Data.py", title="Data", icon=":material/dataset:"),
+    st.Page("views/5_Advisor.py", title="Advisor", icon=":material/help:"),
 ]).run()

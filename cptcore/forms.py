@@ -1,5 +1,5 @@
 """The Launch form without Streamlit: RunConfig fields -> widget specs, form values -> config overrides, and the
-plan's numbers as table rows. pages/1_Launch.py draws what this returns.
+plan's numbers as table rows. views/1_Launch.py draws what this returns.
 
 Every widget's key is the config key it sets (`train.lr`) and its help is that field's description; the form's
 values become {"section.key": value} changes applied with RunConfig.with_overrides, the same path as

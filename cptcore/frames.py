@@ -521,6 +521,19 @@ def latest_gain(m: Metrics, names: tuple[str, ...]) -> float | None:
     return None if c is None else c["gain"]
 
 
+def baseline_reuse_caption(m: Metrics) -> str | None:
+    """"Step-0 baseline reused from RUN ..." when the run's step 0 was copied from the baseline cache
+    (event/baseline_reused, evaluate/baseline.py); None when it was evaluated here."""
+    ev = m.events[m.events["name"] == "event/baseline_reused"] if len(m.events) else m.events
+    if not len(ev) or "reused_from" not in ev:
+        return None
+    last = ev.iloc[-1]
+    what = f" for {last['evaluators']}" if isinstance(last.get("evaluators"), str) else ""
+    return (f"Step-0 baseline reused from {last['reused_from']}{what}: the same starting model (hash "
+            f"{str(last.get('model_hash') or '')[:12]}), items and settings, so it was copied, not re-evaluated. "
+            "Set eval.reuse_baseline: false for a fresh one.")
+
+
 def export_frame(metrics: dict[str, Metrics], names: list[str]) -> pd.DataFrame:
     """The full (not downsampled, not smoothed) records of `names` for each run, for CSV export."""
     parts = []

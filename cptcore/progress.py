@@ -35,7 +35,7 @@ class Progress:
     """phase_text: "training", "evaluating ifeval 12/25 (step 0 baseline)", "queued: 2nd in line, waiting for
     RUN (running, step 12/50)" or the final status. fraction: training steps done of max_steps (None when
     unknown). eta_s: seconds left, evaluations included (None when not running or not measurable yet);
-    eta_text: eta_s for people, or what can be said ("3 min + training" during the step-0 evaluation); detail:
+    eta_text: eta_s for people, or what can be said ("> 3 min" during the step-0 evaluation: its evaluations, then a training time not measured yet); detail:
     how the ETA was made. While evaluating: eval_fraction (items done of the current evaluator) and eval_note,
     the words that replace an empty panel's hint."""
     state: str
@@ -262,11 +262,11 @@ def run_progress(run, metrics, status: dict, cfg_dict: dict, now: float | None =
                   f"{format_duration(eval_left)} of evaluation ({evals})" if steps_left else
                   f"{format_duration(eval_left)} of evaluation ({evals})")
     elif eval_left is not None and n_evals:
-        eta_text = f"{format_duration(eval_left)} + training"
+        eta_text = f"> {format_duration(eval_left)}"  # short enough for a metric at 1280 px; detail says why
         detail = (f"{format_duration(eval_left)} of evaluation ({evals}); the training pace is measured once "
                   "steps have been logged")
     elif train_left is not None:
-        eta_text = f"{format_duration(train_left)} + evaluations"
+        eta_text = f"> {format_duration(train_left)}"
         detail = f"{format_duration(train_left)} of training; evaluation times are measured at step 0"
     else:
         eta_text, detail = MISSING, "measured once training steps and the step-0 evaluation have run"

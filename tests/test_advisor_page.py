@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_advisor_page_recommends_and_follows_the_answers():
-    at = AppTest.from_file("../pages/5_Advisor.py", default_timeout=30).run()
+    at = AppTest.from_file("../views/5_Advisor.py", default_timeout=30).run()
     assert not at.exception
     shown = {m.label: m.value for m in at.metric}
     keep_chat = advise({})
@@ -26,7 +26,7 @@ def test_advisor_page_recommends_and_follows_the_answers():
 
 def test_use_these_settings_fills_the_launch_form_and_opens_it():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30).run()
-    at.switch_page("pages/5_Advisor.py").run()
+    at.switch_page("views/5_Advisor.py").run()
     at.radio(key="advise_has_qa").set_value("no").run()  # knowledge without QA: knowledge_instruct
     adv = advise({"has_qa": "no"})
     at.button(key="advise_use").click().run()

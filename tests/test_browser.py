@@ -271,6 +271,10 @@ def test_monitor_follows_the_step0_evaluation(server, tmp_path):
             now = page.locator(".st-key-monitor_now")
             bar = now.get_by_text("evaluating ifeval 12/25 (step 0 baseline)", exact=True)
             sync_api.expect(bar).to_be_visible(timeout=60_000)
+            # opened by its URL, the sidebar still lists Home first (not the entry script's name, "app")
+            nav = page.locator('[data-testid="stSidebarNav"] a')
+            sync_api.expect(nav.first).to_contain_text("Home")
+            assert "app" not in [t.strip() for t in nav.all_inner_texts()]
             # the live panel follows the evaluation without a reload, and lets go of it when it ends
             report_evaluation(run, 20)
             sync_api.expect(now.get_by_text("evaluating ifeval 20/25 (step 0 baseline)", exact=True)).to_be_visible(
@@ -310,7 +314,8 @@ def header_boxes(page) -> dict:
 def test_home_shows_the_deciding_columns_at_1280_px(server, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     url, home = server
-    write_run(home, "demo-forgetting", replay=0.0, lr=1e-3, warning=True)  # a run id of 31 characters
+    # a long name (a 58-character run id): the run column is capped, so it cannot push the others off-screen
+    write_run(home, "demo-forgetting-with-a-long-descriptive-name", replay=0.0, lr=1e-3, warning=True)
     with sync_api.sync_playwright() as p:
         browser, page = open_browser(p, {"width": 1280, "height": 900})
         try:

@@ -10,7 +10,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_PAGE = "pages/4_Data.py"
+DATA_PAGE = "views/4_Data.py"
 NAMES = [f"Person{chr(65 + i)}" for i in range(20)]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+PAGES = [ROOT / "app.py", *sorted((ROOT / "views").glob("*.py"))]
 HEAVY = ("torch", "transformers")
 
 
@@ -96,12 +96,12 @@ import json, os, sys
 os.environ["CPT_HOME"] = {str(tmp_path)!r}
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file({str(ROOT / "app.py")!r}, default_timeout=60).run()
-at.switch_page("pages/1_Launch.py").run()
+at.switch_page("views/1_Launch.py").run()
 at.selectbox(key="launch_recipe").set_value("smoke.yaml").run()
 assert not at.exception, at.exception
 passes = [d.value for d in at.dataframe if "passes" in d.value.columns][0]["passes"]
 assert passes.notna().all(), passes  # counted: the tiny model's tokenizer is on disk
-at.switch_page("pages/4_Data.py").run()
+at.switch_page("views/4_Data.py").run()
 at.text_input(key="data_model").set_value("tiny-random-llama").run()
 assert not at.exception and at.metric[2].value != "—", at.metric[2].value
 print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))

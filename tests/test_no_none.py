@@ -116,7 +116,7 @@ def test_home_shows_no_none_or_nan(store):
 
 
 def test_launch_shows_no_none_or_nan(store):
-    at = open_page("pages/1_Launch.py")
+    at = open_page("views/1_Launch.py")
     assert findings(at) == []
     for preset in at.selectbox(key="launch_recipe").options:
         at.selectbox(key="launch_recipe").set_value(preset).run()
@@ -124,22 +124,22 @@ def test_launch_shows_no_none_or_nan(store):
 
 
 def test_advisor_shows_no_none_or_nan(store):
-    assert findings(open_page("pages/5_Advisor.py")) == []
+    assert findings(open_page("views/5_Advisor.py")) == []
 
 
 @pytest.mark.parametrize("run", ["done", "running", "failed", "queued", "no-evals"])
 def test_monitor_shows_no_none_or_nan(store, run):
-    assert findings(open_page("pages/2_Monitor.py", {"monitor_run": store[run].id})) == []
+    assert findings(open_page("views/2_Monitor.py", {"monitor_run": store[run].id})) == []
 
 
 def test_compare_shows_no_none_or_nan(store):
     ids = [r.id for r in store.values()]
-    assert findings(open_page("pages/3_Compare.py", {"compare_runs": ids})) == []
-    assert findings(open_page("pages/3_Compare.py", {"compare_runs": ids[:2]})) == []
+    assert findings(open_page("views/3_Compare.py", {"compare_runs": ids})) == []
+    assert findings(open_page("views/3_Compare.py", {"compare_runs": ids[:2]})) == []
 
 
 def test_data_shows_no_none_or_nan(store):
-    assert findings(open_page("pages/4_Data.py")) == []
+    assert findings(open_page("views/4_Data.py")) == []
 
 
 def test_the_scan_finds_none_and_nan_where_a_page_shows_them():

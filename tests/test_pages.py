@@ -11,7 +11,7 @@ from cptcore.runs import list_runs
 from run_store import write_run
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["pages/1_Launch.py", "pages/2_Monitor.py", "pages/3_Compare.py", "pages/4_Data.py"]
+PAGES = ["views/1_Launch.py", "views/2_Monitor.py", "views/3_Compare.py", "views/4_Data.py"]
 
 
 def home() -> Path:
@@ -365,8 +365,8 @@ def test_form_values_survive_a_visit_to_another_page():
     at = smoke_form()
     at.number_input(key="train.max_steps").set_value(33).run()
     at.slider(key="mix.instruct").set_value(20).run()
-    at.switch_page("pages/2_Monitor.py").run()
-    at.switch_page("pages/1_Launch.py").run()
+    at.switch_page("views/2_Monitor.py").run()
+    at.switch_page("views/1_Launch.py").run()
     assert at.number_input(key="train.max_steps").value == 33 and at.slider(key="mix.instruct").value == 20
     assert sum(mix(at)) == 100
 

@@ -164,7 +164,7 @@ def test_during_the_step0_evaluation_the_eta_is_estimated_from_it(tmp_path):
     p = progress.run_progress(run, frames.metrics_from_records([]), st, CFG, now=now)
     assert p.phase_text == "evaluating ifeval 5/25 (step 0 baseline)"
     # 80 s left of ifeval (its rate so far: 100 s in all); steps 5 and 15: 10 s; 10 and 20: 110 s; no pace yet
-    assert p.eta_s is None and p.eta_text == "5 min 20 s + training"
+    assert p.eta_s is None and p.eta_text == "> 5 min 20 s"
     assert "The step-0 evaluation is running" in p.eval_note
 
 
@@ -186,7 +186,7 @@ def open_monitor(run_id):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.session_state["monitor_run"] = run_id
     at.run()
-    at.switch_page("pages/2_Monitor.py").run()
+    at.switch_page("views/2_Monitor.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -212,7 +212,7 @@ def test_monitor_shows_the_evaluation_running_now_with_its_own_bar(tmp_path):
     bars = [(b.proto.value, b.proto.text) for b in at.get("progress")]
     assert (48, "evaluating ifeval 12/25 (step 0 baseline)") in bars  # 12/25 = 48 %
     eta = next(m for m in at.metric if m.label == "ETA")
-    assert eta.value.endswith("+ training") and "of evaluation" in eta.proto.help
+    assert eta.value.startswith("> ") and "of evaluation" in eta.proto.help
     supervise.write_eval_status(run, None)
     at.run()
     assert not [b for b in at.get("progress") if "evaluating" in b.proto.text]

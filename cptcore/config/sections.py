@@ -363,6 +363,12 @@ class EvalConfig(_Section):
         False, description="Stop training at the first warning; the event names the last checkpoint that "
         "did not breach.",
     )
+    reuse_baseline: bool = Field(
+        True, description="Reuse the step-0 evaluation of an earlier run when it evaluated the same starting "
+        "model (same weight files, dtype, device, attention, rope/YaRN) on the same items with the same "
+        "settings: its scores and per-item files are copied from CPT_HOME/cache/baselines/ instead of "
+        "spending minutes recomputing identical numbers. Off: every run evaluates its starting model afresh.",
+    )
 
     @field_validator("evaluators", mode="before")
     @classmethod

@@ -8,7 +8,8 @@
                               entry.json   the manifest entry: rows, examples, tokens, loss tokens, files
 
 KEY is the sha256 of: CACHE_VERSION; the source's content (the sha256 of each of its files with its name in the
-folder, memoized by path, size and mtime in cache/hashes.json so an unchanged file is read once; a hub dataset:
+folder, memoized by path, size and mtime in cache/file_hashes.json (cptcore/hashing.py) so an unchanged file is
+read once; a hub dataset:
 its id, subset, split and datasets' fingerprint of the files downloaded); every setting that changes its rows
 (format, text_field, max_rows, keep, drop, holdout, holdout_seed); the tokenizer (sha256 of its Rust
 serialization, its chat template and EOS); the model kind (chat layout), loss_on and domain_as. The source's
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SourceConfig
-from ..files import atomic_write
+from ..hashing import HashMemo, sha256_json
 from .formats import IGNORE, detect_format, encode_rows, facts_source_rows
 from .pack import Shard
 from .sources import DataError, iter_records, local_path, source_files
@@ -79,41 +80,11 @@ def vocab_size(tokenizer) -> int:
     return backend.get_vocab_size(with_added_tokens=True) if backend is not None else len(tokenizer)
 
 
-def file_sha256(path: Path, memo: dict) -> str:
-    """A file's sha256, read again only when its size or mtime changed since the memo saw it."""
-    from .sources import sha256
-
-    st = path.stat()
-    key = str(path.resolve())
-    seen = memo.get(key)
-    if seen and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
-        return seen[2]
-    digest = sha256(path)
-    memo[key] = [st.st_size, st.st_mtime_ns, digest]
-    memo["_changed"] = True
-    return digest
-
-
-def _memo() -> dict:
-    try:
-        return json.loads((cache_root() / "hashes.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_memo(memo: dict) -> None:
-    if memo.pop("_changed", False):
-        try:
-            atomic_write(cache_root() / "hashes.json", {**_memo(), **memo})
-        except OSError:  # a read-only or full CPT_HOME: hashing again next time is all it costs
-            pass
-
-
 def source_files_hashed(source: SourceConfig) -> list[dict]:
     """The manifest's files of a local source: path, bytes and sha256 (memoized)."""
-    memo = _memo()
-    out = [{"path": str(f), "bytes": f.stat().st_size, "sha256": file_sha256(f, memo)} for f in source_files(source)]
-    _save_memo(memo)
+    memo = HashMemo(cache_root())
+    out = [{"path": str(f), "bytes": f.stat().st_size, "sha256": memo.sha256(f)} for f in source_files(source)]
+    memo.save()
     return out
 
 
@@ -129,7 +100,7 @@ def source_key(source: SourceConfig, tokenizer, kind: str, loss_on: str, domain_
         content = ["hub", source.path, source.subset, source.split, hub_fingerprint(source)]
     settings = {k: getattr(source, k) for k in ROW_SETTINGS}
     parts = [CACHE_VERSION, content, settings, tokenizer_fingerprint(tokenizer), kind, loss_on, domain_as]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32], files
+    return sha256_json(parts)[:32], files
 
 
 # --- reading -----------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ Every problem is a DataError whose message names the file (and line) and what is
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterator
@@ -274,11 +273,3 @@ def hub_fingerprint(source: SourceConfig) -> str:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{source.path}: not a local file and not loadable from the hub ({first})") from None
     return ds._fingerprint
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

@@ -9,6 +9,9 @@ Warnings fire on a real decline only (stats.decline); a failing evaluator is an 
 While an evaluation runs, its progress (evaluator, items done of total, step, phase) goes to status.json's
 `evaluating` field (EvalProgress, supervise.write_eval_status), and each evaluator's duration to `eval_seconds`:
 not to the metric stream, whose readers would have to skip hundreds of transient records per evaluation.
+The step-0 evaluation reuses an earlier run's when the starting model, items and settings are the same
+(eval.reuse_baseline, baseline.py): same files and records, plus `baseline_reused_from`, and one
+event/baseline_reused. The model evaluated is always the Trainer's own (kwargs['model']): nothing is reloaded.
 """
 from __future__ import annotations
 
@@ -51,6 +54,11 @@ class EvalCallback(TrainerCallback):
         self._best_domain: tuple[int, float, dict] | None = None  # (step, ppl, items) of the lowest domain_ppl
         self._memorization_told = False
         self.items_now: dict[str, dict] = {}
+        self.cache = None  # step-0 results of the same starting model, items and settings (baseline.py)
+        if cfg.eval.reuse_baseline:
+            from .baseline import BaselineCache, cache_root
+
+            self.cache = BaselineCache(cache_root(run.dir.parent), cfg, self.suite, tokenizer)  # the run's CPT_HOME
         status = run.status()
         self.eval_seconds: dict[str, float] = dict(status.get("eval_seconds") or {})  # kept across attempts
         if status.get("evaluating"):  # left by an attempt that died mid-evaluation
@@ -103,7 +111,13 @@ class EvalCallback(TrainerCallback):
 
     def _run_evaluators(self, model, step, names, tokens, out_dir, progress) -> dict[str, dict]:
         written: dict[str, dict] = {}
+        cache = self.cache if step == 0 else None
+        reused: dict[str, str] = {}  # evaluator -> the run that computed its step-0 result
         for index, name in enumerate(names, 1):
+            source = self._reuse(cache, name, model, out_dir, written) if cache is not None else None
+            if source:
+                reused[name] = source
+                continue  # no progress.begin/end: eval_seconds keep the durations ETAs are made from
             progress.begin(name, index)
             try:
                 scores, rows = self.suite.run(name, model, self.tokenizer, self._round, progress=progress)
@@ -124,7 +138,34 @@ class EvalCallback(TrainerCallback):
                     extra.update(paired_change(s.items, *self.baseline[s.name]) or {})
                 written[s.name] = self.writer.write(s.name, s.value, step, tokens, n=s.n, ci_low=s.ci_low,
                                                     ci_high=s.ci_high, evaluator=name, **extra)
+            if cache is not None:
+                cache.store(name, self.run.id, scores, written, out_dir)
+        if reused:
+            sources = ", ".join(dict.fromkeys(reused.values()))
+            self.writer.event(
+                "event/baseline_reused", f"baseline reused from {sources} (model hash {cache.model_hash[:12]}, "
+                f"{len(reused)} evaluator{'s' if len(reused) > 1 else ''}: {', '.join(reused)}); set "
+                "eval.reuse_baseline: false for a fresh one", 0, 0, reused_from=sources,
+                model_hash=cache.model_hash, evaluators=", ".join(reused))
         return written
+
+    def _reuse(self, cache, name: str, model, out_dir, written: dict[str, dict]) -> str | None:
+        """Write evaluator `name`'s cached step-0 result as a fresh evaluation would (files, records, baseline
+        items), each record with `baseline_reused_from`; the run that computed it, or None when there is no
+        usable entry (then the evaluation is fresh)."""
+        entry = cache.load(name) if cache.key(name, model) else None
+        if entry is None:
+            return None
+        try:
+            items = cache.restore(entry, out_dir)
+        except Exception:  # noqa: BLE001 - e.g. a full disk: the fresh evaluation reports what is wrong
+            return None
+        for s in entry.scores:
+            self.items_now[s["name"]] = items[s["name"]][0]
+            self.baseline[s["name"]] = items[s["name"]]
+            written[s["name"]] = self.writer.write(s["name"], s["value"], 0, 0, **s["fields"],
+                                                   baseline_reused_from=entry.run_id)
+        return entry.run_id
 
     def _after_evaluation(self, step, names, tokens, written, control) -> dict[str, dict]:
         self.done.setdefault(step, set()).update(names)

@@ -204,6 +204,24 @@ class Suite:
             else:
                 self.if_prompts()
 
+    def inputs(self, name: str, tokenizer) -> dict:
+        """Everything of the eval data and config that run(name) reads, JSON-ready: the items it evaluates
+        (the same selection run() makes) and its settings. The baseline cache hashes this (baseline.py)."""
+        e = self.cfg.eval
+        common = {"batch_size": e.batch_size, "kind": self.cfg.model.kind, "chat": self.chat(tokenizer)}
+        if name in ("domain_ppl", "replay_ppl"):
+            source = e.domain_heldout if name == "domain_ppl" else e.replay_heldout
+            return common | {"docs": self.docs(name), "text_field": source.text_field, "window": self.cfg.data.seq_len}
+        if name == "knowledge_qa":
+            return common | {"questions": self.questions(), "max_new_tokens": e.qa_max_new_tokens}
+        if name == "knowledge_mc":  # distractors come from the whole question file
+            return common | {"questions": self.questions(), "pool": self._rows("knowledge_qa", e.qa_source),
+                             "distractors": e.qa_mc_distractors, "seed": e.seed}
+        if name == "general_kl":
+            items, n_text = self.kl_items(tokenizer)
+            return common | {"items": items, "n_text": n_text, "top_k": e.kl_top_k}
+        return common | {"prompts": self.if_prompts(), "max_new_tokens": e.max_new_tokens}  # ifeval, coherence
+
     # --- evaluators --------------------------------------------------------------------------
     def chat(self, tokenizer) -> bool:
         return self.cfg.model.kind == "instruct" and bool(getattr(tokenizer, "chat_template", None))

@@ -13,7 +13,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from ..data.sources import sha256
+from ..hashing import sha256_file as sha256
 from .store import Run, RunError
 
 

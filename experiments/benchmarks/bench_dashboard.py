@@ -183,7 +183,7 @@ def main() -> None:
         compare_once(runs)
         restart = time.perf_counter() - t0
         warm, payload = timed(lambda: compare_once(runs), args.repeat)
-        page_c = page_time("pages/3_Compare.py", {"compare_runs": [r.id for r in runs]}, args.repeat)
+        page_c = page_time("views/3_Compare.py", {"compare_runs": [r.id for r in runs]}, args.repeat)
         home, _ = timed(lambda: len(runs_table(list_runs(home_dir))), args.repeat)
         cli, _ = timed(lambda: len(subprocess.run([sys.executable, "-m", "cptcore", "runs", "--json"], check=True,
                                                   capture_output=True, cwd=ROOT).stdout), args.repeat)
@@ -201,7 +201,7 @@ def main() -> None:
             return monitor_once(live)
 
         mon, mon_payload = timed(refresh, args.repeat * 4)
-        page_m = page_time("pages/2_Monitor.py", {"monitor_run": live.id}, args.repeat, before=grow)
+        page_m = page_time("views/2_Monitor.py", {"monitor_run": live.id}, args.repeat, before=grow)
 
     rows = [("compare, first look (parse all JSON)", first, None, payload),
             ("compare, after restart (parquet cache)", restart, None, payload),

@@ -38,7 +38,7 @@ if st.button("Use these settings", type="primary", key="advise_use", icon=":mate
              help=f"Opens Launch on the {launch_form['launch_recipe']} preset with this model kind, recipe, method, "
              "LR and mix; every other field keeps the preset's value."):
     st.session_state.update(launch_form)
-    st.switch_page("pages/1_Launch.py")
+    st.switch_page("views/1_Launch.py")
 
 st.subheader("Why")
 for r in adv.reasons:

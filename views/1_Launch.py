@@ -243,7 +243,7 @@ def plan_and_launch() -> None:
         st.info("Knowledge metrics need questions about your documents. Generate them on the Data page, then train "
                 "on NAME.qa_train.jsonl as data.qa: its NAME.qa_test.jsonl is picked up for evaluation.")
         if st.button("Generate QA on the Data page", key="to_data_qa"):
-            st.switch_page("pages/4_Data.py")
+            st.switch_page("views/4_Data.py")
 
     # --- actions ------------------------------------------------------------------------------------
     b1, b2, b3 = st.columns(3)
@@ -254,7 +254,7 @@ def plan_and_launch() -> None:
             st.error(f"Launch failed: {e}")
         else:
             st.session_state["monitor_run"] = run.id
-            st.switch_page("pages/2_Monitor.py")
+            st.switch_page("views/2_Monitor.py")
     b2.download_button("Save as YAML", cfg.to_yaml(), file_name=forms.config_file_name(cfg.name), mime="text/yaml",
                        help="The same file `cpt train` runs.", on_click="ignore")
     if b2.button("Save to CPT_HOME/configs", key="save_yaml"):

@@ -113,6 +113,9 @@ def live_panel(run_id: str) -> None:
                "change from step 0, on the same items (the records' delta)."
                + (f" No band for {', '.join(frames.label(n) for n in unpaired)}: those records carry no paired "
                   "delta (written before paired changes were recorded)." if unpaired else ""))
+    reused = frames.baseline_reuse_caption(m)
+    if reused:
+        st.caption(reused)
     measured = run.manifest().get("evaluations") or {}  # what each evaluator measured (the training process's)
     general = [f"{n}: {w}" for n, w in measured.items() if n in ("domain_ppl", "replay_ppl", "general_kl")]
     if general:
