@@ -4,7 +4,8 @@ import json
 import pytest
 
 from cptcore.config import ModelConfig, SourceConfig
-from cptcore.data.formats import IGNORE, detect_format, encode_rows, encode_source
+from cptcore.data.cache import cached_source
+from cptcore.data.formats import IGNORE, detect_format, encode_rows
 from cptcore.data.qa import qa_items
 from cptcore.data.sources import DataError, read_records
 from cptcore.evaluate.knowledge_qa import gold_answers
@@ -56,7 +57,7 @@ def test_each_format_trains_as_chat_with_loss_on_the_answer(tmp_path, tok, name)
     trained = tok.decode([t for t in labels if t != IGNORE], skip_special_tokens=True)
     assert trained.strip() == "Paris"  # the answer (the first one), not the question
     assert "France?" in tok.decode(ids)
-    _, entry = encode_source(source, tok, "base")
+    _, entry = cached_source(source, tok, "base")
     assert entry["format"] == "chat" and entry["examples"] == 3
 
 
@@ -140,9 +141,10 @@ def test_squad_v2_skips_and_counts_unanswerable_questions(tmp_path, capsys):
 
 def test_squad_v2_trains_as_chat(tmp_path, tok):
     f = squad_file(tmp_path / "dev-v2.0.json")
-    encoded, entry = encode_source(SourceConfig(path=str(f)), tok, "base")
+    shard, entry = cached_source(SourceConfig(path=str(f)), tok, "base")
     assert entry["format"] == "chat" and entry["examples"] == 3
-    assert tok.decode([t for t in encoded[0][1] if t != IGNORE], skip_special_tokens=True).strip() == "Florence"
+    labels = next(shard.examples())[1]
+    assert tok.decode([int(t) for t in labels if t != IGNORE], skip_special_tokens=True).strip() == "Florence"
 
 
 def test_squad_without_answerable_questions_is_an_error(tmp_path):
@@ -162,6 +164,6 @@ def test_squad_contexts_are_domain_documents(tmp_path, tok, capsys):
                     {"context": "The Tiber flows through Rome.", "title": "Rivers"},
                     {"context": "Nothing is known here.", "title": "Again"}]
     assert capsys.readouterr().err == ""  # documents: nothing is skipped
-    encoded, entry = encode_source(source, tok, "base")
+    shard, entry = cached_source(source, tok, "base")
     assert entry["format"] == "text" and entry["examples"] == 3
-    assert tok.decode(encoded[1][0], skip_special_tokens=True) == "The Tiber flows through Rome."
+    assert tok.decode(list(shard.examples())[1][0].tolist(), skip_special_tokens=True) == "The Tiber flows through Rome."

@@ -76,6 +76,9 @@ def test_chat_labels_are_cached_with_their_mask(tmp_path, tok):
     assert entry["format"] == "chat" and shard.labels is not None
     np.testing.assert_array_equal(shard.labels, np.concatenate([np.asarray(lab) for _, lab in examples]))
     assert entry["loss_tokens"] == int((np.asarray(shard.labels) != -100).sum()) < entry["tokens"]
+    for (ids, labels), (want_ids, want_labels) in zip(shard.examples(), examples, strict=True):  # one by one
+        np.testing.assert_array_equal(ids, want_ids)
+        np.testing.assert_array_equal(labels, want_labels)
     # loss_on=all trains on prompts too: another entry, without labels
     all_shard, all_entry = cached_source(src, tok, "instruct", loss_on="all")
     assert all_shard.labels is None and all_entry["cache"] != entry["cache"]

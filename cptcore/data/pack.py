@@ -33,6 +33,14 @@ class Shard:
     labels: np.ndarray | None
     lengths: np.ndarray
 
+    def examples(self):
+        """Each example's (ids, labels) as int32 arrays, in order (for inspection and padded baselines)."""
+        start = 0
+        for n in np.asarray(self.lengths, dtype=np.int64):
+            ids = np.asarray(self.ids[start:start + n], dtype=np.int32)
+            yield ids, ids if self.labels is None else np.asarray(self.labels[start:start + n], dtype=np.int32)
+            start += int(n)
+
 
 class Packer:
     """Cuts (input_ids, labels) int32 arrays of exactly seq_len tokens from one role's examples: sequence(k)

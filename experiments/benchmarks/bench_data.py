@@ -1,16 +1,17 @@
 """Tokenize once, stream from disk: prepare and train on generated corpora of 20M and 100M tokens.
 
-Rows of the table (each measurement in its own subprocess; peak RSS is that process's ru_maxrss):
+Rows of the table (each measurement in its own subprocess; peak RSS is that process's ru_maxrss, and the largest
+of its worker processes, if any, is shown beside it):
   prepare N proc        `cpt prepare` of the corpus into the token cache (cptcore/data/cache.py) with N processes
   datasets.map          the same corpus tokenized by datasets (load_dataset json + map, batched) into Arrow
                         files: the maintained alternative the cache was measured against
   second prepare        the same `cpt prepare` again (everything cached: hashing is memoized by size and mtime)
   train 50 steps        `cpt train` of 50 steps (batch 4 x 256, no evaluations) with the corpus as the domain
                         data, read from the cache: its peak RSS should not depend on the corpus size
-Documents are English-like (Zipf-distributed words; lengths log-normal, median ~350 tokens, a tail to ~20k),
-seeded, written as JSONL. The model is the embedded default (SmolLM2-135M-Instruct) unless --model says.
+Documents are English-like (Zipf-distributed words; lengths log-normal, median ~270 words or ~490 tokens, a tail
+to 15,000 words), seeded, written as JSONL. The model is the embedded default (SmolLM2-135M-Instruct) unless --model says.
 
-    python experiments/benchmarks/bench_data.py                 # 20M and 100M tokens (~15 minutes on 2 cores)
+    python experiments/benchmarks/bench_data.py                 # 20M and 100M tokens (~30 minutes on 2 cores)
     python experiments/benchmarks/bench_data.py --sizes 2 --model tiny-random-llama --steps 5   # a quick check
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_long_document import vocabulary  # noqa: E402  (the same English-like word distribution)
 
-TOKENS_PER_WORD = 1.3  # SmolLM2's tokenizer on these words (measured on a sample and printed)
+TOKENS_PER_WORD = 1.83  # SmolLM2's tokenizer on these words (measured: 27.9M tokens for 15.2M words)
 
 
 def write_corpus(path: Path, tokens: int, seed: int = 0) -> int:
@@ -60,6 +61,7 @@ def child(code: str, env: dict) -> dict:
     wrapped = code + textwrap.dedent("""
         import json as _j, resource as _r, sys as _s
         OUT["peak_rss_mb"] = _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024
+        OUT["worker_rss_mb"] = _r.getrusage(_r.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest worker process
         print("RESULT " + _j.dumps(OUT)); _s.stdout.flush()
     """)
     t0 = time.time()
@@ -165,15 +167,16 @@ def main() -> None:
         print(f"  train: {r['seconds']:.1f} s, peak {r['peak_rss_mb']:.0f} MB", flush=True)
         corpus.unlink()
 
-    print("\n| corpus | what | seconds | tokens/s | peak RSS (MB) | vs first row of its corpus |")
-    print("|---|---|---|---|---|---|")
+    print("\n| corpus | what | seconds | tokens/s | peak RSS (MB) | largest worker (MB) | vs first row of its corpus |")
+    print("|---|---|---|---|---|---|---|")
     base = {}
     for size, what, r in rows:
         b = base.setdefault(size, r)
         tps = f"{r['tokens'] / r['seconds'] / 1e6:.2f}M" if "prepare" in what or "map" in what else "-"
         ratio = f"time {r['seconds'] / b['seconds']:.3f}x, RSS {r['peak_rss_mb'] / b['peak_rss_mb']:.2f}x"
+        workers = f"{r['worker_rss_mb']:.0f}" if r.get("worker_rss_mb") else "-"
         print(f"| {size} ({r['tokens']:,} tokens) | {what} | {r['seconds']:.2f} | {tps} | {r['peak_rss_mb']:.0f} | "
-              f"{ratio} |")
+              f"{workers} | {ratio} |")
     trains = [r for _, what, r in rows if what.startswith("train")]
     if len(trains) > 1:
         print(f"\ntraining peak RSS, largest corpus vs smallest: {trains[-1]['peak_rss_mb'] / trains[0]['peak_rss_mb']:.3f}x"

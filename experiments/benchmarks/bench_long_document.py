@@ -1,9 +1,9 @@
 """Peak memory of tokenizing one long .txt document: one tokenizer call (what cpt did before) vs cpt's path.
 
-cpt's path is read_records + encode_source of a SourceConfig pointing at the file, which tokenizes the document
-in pieces (cptcore.data.formats.text_chunks) and joins their ids into one example. Each measurement runs in its
-own subprocess; its peak RSS comes from os.wait4. A baseline that passes --cap-gb is killed there and reported
-as capped. The documents are English-like (Zipf-distributed words, sentences, paragraphs), seeded.
+cpt's path is data.cache.cached_source (rows read, then the token cache writer) of a SourceConfig pointing at the
+file, which tokenizes the document in pieces (cptcore.data.formats.text_chunks) and joins their ids into one
+example. Each measurement runs in its own subprocess; its peak RSS comes from os.wait4. A baseline that passes
+--cap-gb is killed there and reported as capped. The documents are English-like (Zipf-distributed words, sentences, paragraphs), seeded.
 
     python experiments/benchmarks/bench_long_document.py            # 10 MB and 50 MB, cap 8 GB
     python experiments/benchmarks/bench_long_document.py --sizes 2 --model tiny-random-llama
@@ -80,11 +80,15 @@ def child(mode: str, path: Path, out: Path, model: str) -> None:
         ids = tok([text], add_special_tokens=False)["input_ids"][0]
         arr = np.asarray(list(ids) + [tok.eos_token_id], dtype=np.int32)
     elif mode == "cpt":
-        from cptcore.data.formats import encode_source
+        import os
+        import tempfile
 
-        encoded, entry = encode_source(SourceConfig(path=str(path)), tok, "base")
+        from cptcore.data.cache import cached_source
+
+        os.environ["CPT_HOME"] = tempfile.mkdtemp()  # a fresh token cache: the document is tokenized here
+        shard, entry = cached_source(SourceConfig(path=str(path)), tok, "base")
         assert entry["examples"] == 1, entry
-        arr = encoded[0][0]
+        arr = np.asarray(shard.ids, dtype=np.int32)
     else:  # floor: the interpreter, torch and the tokenizer alone
         arr = np.zeros(0, np.int32)
     np.save(out, arr)

@@ -85,7 +85,8 @@ def padded_trainer_throughput(cfg, padding: str) -> tuple[float, float]:
 
     torch.manual_seed(0)
     model, tok = make_model(cfg, "cpu")
-    examples = {role: load_role(cfg, role, tok)[0] for role in ROLES if getattr(cfg.mix, role) > 0}
+    examples = {role: [ex for shard in load_role(cfg, role, tok)[0] for ex in shard.examples()]
+                for role in ROLES if getattr(cfg.mix, role) > 0}
     order = DeficitScheduler().schedule([cfg.mix.shares()[r] for r in ROLES], cfg.train.max_steps * cfg.train.batch_size)
     taken = {role: 0 for role in examples}
     rows = []
