@@ -126,11 +126,6 @@ def open_entry(folder: Path) -> tuple[Shard, dict]:
     return Shard(ids, labels, np.load(folder / "lengths.npy")), entry
 
 
-def is_prepared(source: SourceConfig, tokenizer, kind: str, loss_on: str = "answers", domain_as: str = "as_is") -> bool:
-    key, _ = source_key(source, tokenizer, kind, loss_on, domain_as)
-    return (cache_root() / "tokens" / key / "entry.json").is_file()
-
-
 # --- writing -----------------------------------------------------------------------------------
 def write_entry(folder: Path, source: SourceConfig, tokenizer, kind: str, loss_on: str, domain_as: str,
                 num_proc: int = 1, progress: bool = False) -> None:
@@ -153,12 +148,13 @@ def write_entry(folder: Path, source: SourceConfig, tokenizer, kind: str, loss_o
 _SERIAL = itertools.count()
 
 
-def _batches(rows: Iterator[dict]) -> Iterator[list[dict]]:
-    batch, chars = [], 0
+def batches(rows: Iterator[dict], max_rows: int | None = None) -> Iterator[list[dict]]:
+    """Rows in lists of at most max_rows (default BATCH_ROWS) rows and about BATCH_CHARS characters of text."""
+    batch, chars, max_rows = [], 0, max_rows or BATCH_ROWS
     for r in rows:
         batch.append(r)
         chars += sum(len(v) for v in r.values() if isinstance(v, str))
-        if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
+        if len(batch) >= max_rows or chars >= BATCH_CHARS:
             yield batch
             batch, chars = [], 0
     if batch:
@@ -180,7 +176,7 @@ def _tokenize_into(folder: Path, source: SourceConfig, tokenizer, kind: str, los
     bar = _bar(source, progress)
     with open(folder / "ids.bin", "wb") as ids_fh, open(folder / "labels.bin", "wb") as lab_fh:
         encode = _encoder(tokenizer, fmt, source, kind, num_proc)
-        for batch, encoded in encode(_batches(itertools.chain([first], rows))):
+        for batch, encoded in encode(batches(itertools.chain([first], rows))):
             n_rows += len(batch)
             if encoded:
                 lengths.append(np.fromiter((len(ids) for ids, _ in encoded), np.int64, len(encoded)))

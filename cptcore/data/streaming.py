@@ -47,23 +47,22 @@ class StreamPacker:
         self._restart()
 
     def _restart(self) -> None:
-        self._pass, self._pass_tokens, self._k = 0, 0, 0
-        self._examples = self._read(0)
+        self._pass_tokens, self._k = 0, 0
+        self._examples = self._read()
         self._buffer: deque = deque()  # (ids, labels) pieces not yet cut
         self._buffered = 0
         self._last: tuple[int, list[int]] | None = None  # (k, piece lengths) of the last sequence cut
 
-    def _read(self, p: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def _read(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One pass: each source in order, as the stream gives its rows."""
+        from .cache import batches
+
         for j, source in enumerate(self.sources):
-            batch, fmt, row = [], None, 1
-            for rec in iter_records(source):
-                batch.append(rec)
-                if len(batch) >= STREAM_BATCH_ROWS:
-                    fmt = fmt or detect_format(batch, source)
-                    yield from self._encode(batch, fmt, source, row, j)
-                    row, batch = row + len(batch), []
-            if batch:
-                yield from self._encode(batch, fmt or detect_format(batch, source), source, row, j)
+            fmt, row = None, 1
+            for batch in batches(iter_records(source), STREAM_BATCH_ROWS):
+                fmt = fmt or detect_format(batch, source)
+                yield from self._encode(batch, fmt, source, row, j)
+                row += len(batch)
 
     def _encode(self, batch, fmt, source, row, j):
         self.entries[j]["format"] = fmt
@@ -82,8 +81,8 @@ class StreamPacker:
                     raise DataError(f"{self.sources[0].path}: the stream has no tokens") from None
                 if self.tokens_per_pass is None:
                     self.tokens_per_pass = self._pass_tokens
-                self._pass, self._pass_tokens = self._pass + 1, 0
-                self._examples = self._read(self._pass)
+                self._pass_tokens = 0
+                self._examples = self._read()
                 continue
             self._pass_tokens += len(ids)
             self._buffer.append((ids, labels))
