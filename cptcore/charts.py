@@ -502,3 +502,107 @@ def to_png(fig) -> bytes:
 def to_html(fig) -> str:
     """A standalone file (plotly.js inlined: opens offline)."""
     return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+# --- mix law -------------------------------------------------------------------------------------
+def mixlaw_figure(result: dict, rec: dict | None = None, hover: dict[str, str] | None = None,
+                  revision: str = "mixlaw", cols: int = 3):
+    """The mix advisor's view, one metric per subplot against the pilot share: each pilot run's last evaluation
+    (its gain from step 0 with the 95% paired CI), the fitted law at the pilots' token count with its 95%
+    bootstrap band (grey and dashed when the law is refused: no better than the noise), the budget's floor on
+    the budgeted metrics and the recommended share as a vertical line."""
+    from plotly.subplots import make_subplots
+
+    from . import mixlaw
+
+    fits = result.get("fits") or {}
+    names = [m for m in mixlaw.LAW_METRICS if m in fits]
+    if not names:
+        return empty("Mix law", "no metric of the pilot group could be fitted yet", revision)
+    hover = hover or {}
+    rec = rec or {}
+    budget = {mixlaw.full(k): v for k, v in (rec.get("budget") or {}).items()}
+    ncols = max(1, min(cols, len(names)))
+    nrows = math.ceil(len(names) / ncols)
+    plot_px = nrows * SUBPLOT_ROW_PX + (nrows - 1) * SUBPLOT_GAP_PX
+
+    def title(name: str) -> str:
+        group = "Domain" if name in mixlaw.DOMAIN else "Retention"
+        verdict = "" if fits[name]["usable"] else " · <i>law refused</i>"
+        return _subplot_title(group, name) + verdict
+
+    grid = make_subplots(rows=nrows, cols=ncols, horizontal_spacing=0.07,
+                         vertical_spacing=SUBPLOT_GAP_PX / plot_px if nrows > 1 else 0.0,
+                         subplot_titles=[title(n) for n in names])
+    layout = grid.layout.to_plotly_json()
+    for a in layout.get("annotations", []):
+        a["font"] = dict(size=12)
+    lines = mixlaw.curves(result)
+    data, shapes = [], []
+    for i, name in enumerate(names):
+        axis = "" if i == 0 else str(i + 1)
+        fit, curve = fits[name], lines[name]
+        usable = fit["usable"]
+        color = metric_color(name) if usable else "#999"
+        xs = curve["share"]
+        data.append(dict(type="scatter", x=np.concatenate([xs, xs[::-1]]),
+                         y=np.concatenate([curve["high"], curve["low"][::-1]]), fill="toself", fillcolor=color,
+                         opacity=0.15, line=dict(width=0), mode="lines", hoverinfo="skip", showlegend=False,
+                         name=f"{name} law 95% band", uid=f"{name} law band", xaxis=f"x{axis}", yaxis=f"y{axis}"))
+        text = [f"{result['role']} {x:.3g}: {frames.gain_text(name, g, lo, hi).replace('paired 95% CI', '95% CI')}"
+                for x, g, lo, hi in zip(xs, curve["gain"], curve["low"], curve["high"])]
+        data.append(dict(type="scatter", x=xs, y=curve["gain"], mode="lines", name=f"{frames.label(name)} law",
+                         uid=f"{name} law", line=dict(color=color, width=2, dash="solid" if usable else "dash"),
+                         text=text, showlegend=False, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                         hovertemplate="%{text}<extra>" + ("law" if usable else "law refused") + "</extra>"))
+        pts = mixlaw.final_points(fit)
+        run_ids = [result["runs"][p["run"]]["id"] for p in pts]
+        px_ = np.array([p["share"] for p in pts])
+        py = np.array([p["gain"] for p in pts])
+        lo = np.array([p["gain_low"] for p in pts])
+        hi = np.array([p["gain_high"] for p in pts])
+        ptext = [f"{hover.get(rid, rid)}<br>step {p['step']}: "
+                 f"{frames.gain_text(name, p['gain'], p['gain_low'], p['gain_high'])}" for rid, p in zip(run_ids, pts)]
+        data.append(dict(type="scatter", x=px_.tolist(), y=py.tolist(), mode="markers",
+                         name=f"{frames.label(name)} pilots",
+                         uid=f"{name} pilots", marker=dict(size=9, color=metric_color(name),
+                                                            line=dict(color="black", width=1)),
+                         error_y=dict(type="data", symmetric=False, array=(hi - py).tolist(),
+                                      arrayminus=(py - lo).tolist(),
+                                      color=metric_color(name), thickness=1.5),
+                         text=ptext, customdata=run_ids, showlegend=False, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                         hovertemplate="%{text}<extra>pilot run</extra>"))
+        xa, ya = layout.setdefault(f"xaxis{axis}", {}), layout.setdefault(f"yaxis{axis}", {})
+        ya.update(title=dict(text=frames.gain_axis_title(name), font=dict(size=11)), zeroline=False)
+        if i:
+            xa["matches"] = "x"
+        if i + ncols >= len(names):
+            xa["title"] = dict(text=f"{result['role']} share", font=dict(size=11))
+        shapes.append(_hline(0, xref=f"x{axis}", yref=f"y{axis}"))
+        if name in budget:
+            floor = mixlaw.budget_floor(name, budget[name])
+            shapes.append(_hline(floor, "#d62728", "dash", xref=f"x{axis}", yref=f"y{axis}"))
+            layout.setdefault("annotations", []).append(dict(
+                x=1, xref=f"x{axis} domain", y=floor, yref=f"y{axis}", xanchor="right", yanchor="bottom",
+                text=f"budget: {mixlaw.budget_text(name, budget[name])}", showarrow=False,
+                font=dict(size=10, color="#d62728")))
+        if rec.get("share") is not None:
+            shapes.append(dict(type="line", xref=f"x{axis}", x0=rec["share"], x1=rec["share"],
+                               yref=f"y{axis} domain", y0=0, y1=1, line=dict(color="black", width=1.5, dash="dot")))
+            if name == rec.get("objective"):
+                p = rec["predictions"][name]
+                data.append(dict(type="scatter", x=[rec["share"]], y=[p["gain"]], mode="markers",
+                                 name="recommended", uid="recommended",
+                                 marker=dict(symbol="star", size=16, color="gold", line=dict(color="black", width=1)),
+                                 text=[f"recommended {result['role']} {rec['share']:.3g}: "
+                                       f"{frames.gain_text(name, p['gain'], p['low'], p['high'])}"],
+                                 showlegend=False, xaxis=f"x{axis}", yaxis=f"y{axis}",
+                                 hovertemplate="%{text}<extra></extra>"))
+    for k in range(len(names) + 1, nrows * ncols + 1):
+        layout[f"xaxis{k}"] = dict(layout.get(f"xaxis{k}", {}), visible=False)
+        layout[f"yaxis{k}"] = dict(layout.get(f"yaxis{k}", {}), visible=False)
+    layout.update(title=dict(text=f"Mix law: gain from step 0 against the {result['role']} share (higher is better "
+                                  "in every panel)"),
+                  shapes=shapes, uirevision=revision, showlegend=False, hovermode="closest", height=plot_px + 130,
+                  margin=dict(l=60, r=20, t=100, b=50))
+    return _figure(data, layout)

@@ -231,11 +231,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .runs.sweep import parse_grid, sweep
+    from .runs.sweep import parse_grid, parse_pilot, sweep
 
+    if not args.grid and not args.pilot:
+        raise UsageError("cpt sweep: give --grid SECTION.KEY=V1,V2 or --pilot ROLE=S1,S2,...")
     cfg = RunConfig.load(args.config, args.set)
-    group, runs = sweep(cfg, parse_grid(args.grid), cpt_home(), group=args.name)
-    print(f"sweep {group}: {len(runs)} runs queued (they run one after another)", file=sys.stderr)
+    pilot = parse_pilot(args.pilot) if args.pilot else None
+    group, runs = sweep(cfg, parse_grid(args.grid), cpt_home(), group=args.name, pilot=pilot)
+    print(f"{'pilot' if pilot else 'sweep'} {group}: {len(runs)} runs queued (they run one after another)"
+          + (f"; then: cpt mixlaw {group}" if pilot else ""), file=sys.stderr)
     for run in runs:
         c = run.config()
         print(f"{run.id}  mix {c.mix.domain:.3f}/{c.mix.replay:.3f}/{c.mix.instruct:.3f}  lr {c.train.lr:g}")
@@ -288,8 +292,11 @@ def add_run_commands(sub) -> None:
 
     sw = sub.add_parser("sweep", help="queue a grid of runs as one group")
     sw.add_argument("config", type=Path)
-    sw.add_argument("--grid", action="append", required=True, metavar="SECTION.KEY=V1,V2",
+    sw.add_argument("--grid", action="append", default=[], metavar="SECTION.KEY=V1,V2",
                     help="values to sweep (repeatable: the grid is their product)")
+    sw.add_argument("--pilot", metavar="ROLE=S1,S2,...",
+                    help="a pilot for `cpt mixlaw`: one mix share at >= 4 values, the other shares rescaled, "
+                    "nothing else changed (e.g. replay=0,0.05,0.1,0.2,0.4)")
     sw.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value")
     sw.add_argument("--name", help="group name (default: CONFIGNAME-sweep-DATE)")
     sw.set_defaults(func=cmd_sweep)
@@ -344,9 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_score_if)
     add_run_commands(sub)
-    from . import advise, plan, synth  # plan and recipes, synthetic data, the model advisor
+    from . import advise, mixlaw, plan, synth  # plan and recipes, synthetic data, the model and mix advisors
 
-    for module in (plan, synth, advise):
+    for module in (plan, synth, advise, mixlaw):
         module.add_parser(sub)
     return p
 

@@ -86,6 +86,23 @@ def config_diff(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(diff, orient="index", columns=list(flat)).rename_axis("key").reset_index()
 
 
+def pilot_hover(result: dict, runs: dict[str, Run]) -> dict[str, str]:
+    """Hover text of each pilot run on the Mix law view: its id, share and every config key that differs from
+    the pilot's base config (for a pilot: the mix alone; anything else would make the law meaningless)."""
+    base = flatten(result.get("base_config") or {})
+    out = {}
+    for r in result["runs"]:
+        run = runs.get(r["id"])
+        diff = []
+        if run is not None:
+            mine = flatten(run.config_dict())
+            diff = [f"{k} {mine.get(k, '—')} (base {base.get(k, '—')})" for k in sorted(set(mine) | set(base))
+                    if k != "name" and mine.get(k) != base.get(k)]
+        out[r["id"]] = (f"<b>{r['id']}</b><br>{result['role']} share {r['share']:g}<br>"
+                        + ("<br>".join(diff) if diff else "same config as the pilot's base"))
+    return out
+
+
 # --- trade-off across runs -------------------------------------------------------------------
 GAIN_COLUMNS = ("gain", "gain_low", "gain_high")
 

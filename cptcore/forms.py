@@ -168,3 +168,33 @@ def advice_form(overrides: dict[str, Any], recipe: str, experiments: Path) -> di
     cfg = base.with_overrides({k: v for k, v in overrides.items() if k in ADVICE_KEYS})
     return {"launch_recipe": preset, "_launch_values": {k: widget_value(cfg, k) for k in ADVICE_KEYS}}
 
+
+
+PILOT_PREFIX = "pilot: "  # a "Start from" choice that is a pilot group's base config (CPT_HOME/groups/<group>)
+
+
+def start_points(experiments: Path, home: Path) -> list[str]:
+    """The Launch page's "Start from" choices: the presets, then every pilot group's base config (newest first),
+    so a mix recommended from a pilot launches with exactly the config the pilots ran."""
+    from .runs.groups import list_groups
+
+    return list(presets(experiments)) + [PILOT_PREFIX + g for g in list_groups(home, "pilot")]
+
+
+def start_config(choice: str | None, experiments: Path, home: Path) -> RunConfig:
+    """The config a "Start from" choice names (a preset file, a pilot group's base config, else the defaults)."""
+    if choice and choice.startswith(PILOT_PREFIX):
+        from .runs.groups import read_group
+
+        return RunConfig.from_dict(read_group(choice.removeprefix(PILOT_PREFIX), home)["config"])
+    path = presets(experiments).get(choice)
+    return RunConfig.load(path) if path else RunConfig()
+
+
+def mixlaw_form(group: str, mix: dict[str, float], name: str) -> dict[str, Any]:
+    """What the Mix law view's "Launch this mix" puts in the Launch page's session state: the pilot's base config
+    as the starting point and the recommended mix (and a run name that says so) as the form's values."""
+    values = {f"mix.{r}": round(100 * float(mix[r]) / PERCENT_STEP) * PERCENT_STEP for r in ROLES}
+    drift = 100 - sum(values.values())  # the sliders' half-point grid: the largest share absorbs the rounding
+    values[max(values, key=values.get)] += drift
+    return {"launch_recipe": PILOT_PREFIX + group, "_launch_values": values | {"name": name}}

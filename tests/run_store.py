@@ -147,3 +147,81 @@ def truncate(path: Path, keep: float = 0.5) -> None:
     """Cut a file as a machine dying mid-write would."""
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+
+
+# --- a pilot group whose evaluations follow known laws ------------------------------------------
+def pilot_truth(share: float, frac: float) -> dict:
+    """The fixture's true changes from step 0 at a replay share and fraction of the run, in each metric's
+    law unit (mixlaw.law_value): knowledge grows with the domain share, KL and replay loss with less replay;
+    IFEval is pure noise (items flip at random, whatever the share)."""
+    domain = 0.95 - share
+    return {"eval/qa_mc_acc": 40.0 * domain * frac ** 0.8,  # points
+            "eval/domain_ppl": 0.8 * domain * frac ** 0.8,  # loss drop, nats/token
+            "eval/general_kl": -0.12 * (1 - share) ** 2 * frac,  # minus the KL, nats/token
+            "eval/replay_ppl": -0.3 * (1 - share) ** 2 * frac}
+
+
+def write_pilot_group(home: Path, shares=(0.0, 0.1, 0.2, 0.4, 0.6), steps: int = 20, group: str = "pilot-fixture",
+                      n_items: int = 60, seed: int = 0) -> list[Run]:
+    """A completed pilot group (groups/<group>/group.json) over mix.replay: each run evaluated at steps 0, 10
+    and 20 with per-item scores files and paired records, the items following pilot_truth plus per-item noise.
+    Every run shares its step-0 items, as a reused baseline gives."""
+    import numpy as np
+
+    from cptcore.evaluate.stats import Score, paired_change, ratio_score
+    from cptcore.runs.groups import write_group
+
+    rng = np.random.default_rng(seed)
+    base_loss = rng.uniform(2.0, 4.0, n_items)  # per-document loss at step 0 (nats/token)
+    base_replay = rng.uniform(2.5, 3.5, n_items)
+    mc_ease = rng.uniform(0, 1, n_items)  # a question is answered once its ease is below the accuracy
+    if_pass0 = rng.uniform(0, 1, n_items) < 0.4
+    evaluators = ("domain_ppl", "replay_ppl", "knowledge_mc", "general_kl", "ifeval")
+    base = fixture_config("pilot", 0.1, 1e-4, steps, evaluators)
+    runs = []
+    for share in shares:
+        cfg = fixture_config(f"pilot-replay{share:g}", share, 1e-4, steps, evaluators)
+        run = Run.create(home, cfg)
+        run.write_status("running", pid=None, attempt=1, max_steps=steps)
+        w = MetricWriter(run.metrics_path, attempt=1, start_time=0.0)
+        first: dict = {}
+        for step in (0, steps // 2, steps):
+            frac = step / steps
+            truth = pilot_truth(share, frac)
+            noise = lambda sd: rng.normal(0, sd, n_items) * (frac > 0)  # noqa: E731 - step 0 is the baseline
+            ids = list(range(n_items))
+            scores = {
+                "eval/domain_ppl": ratio_score("eval/domain_ppl", list(zip(
+                    100 * (base_loss - truth["eval/domain_ppl"] + noise(0.05)), [100.0] * n_items)), "exp", ids=ids),
+                "eval/replay_ppl": ratio_score("eval/replay_ppl", list(zip(
+                    100 * (base_replay - truth["eval/replay_ppl"] + noise(0.03)), [100.0] * n_items)), "exp",
+                    ids=ids),
+                "eval/general_kl": ratio_score("eval/general_kl", [(max(0.0, v), 1.0) for v in
+                                               -truth["eval/general_kl"] + noise(0.01)], "mean", ids=ids),
+                "eval/qa_mc_acc": ratio_score("eval/qa_mc_acc", [(float(e < 0.25 + truth["eval/qa_mc_acc"] / 100),
+                                                                   1.0) for e in mc_ease], "percent", ids=ids),
+                "eval/if_prompt_strict": ratio_score("eval/if_prompt_strict", [
+                    (float(p if frac == 0 else rng.uniform() < 0.4), 1.0) for p in if_pass0], "percent", ids=ids),
+            }
+            for name, sc in scores.items():
+                if step == 0:
+                    first[name] = sc
+                unit = {"exp": "ppl", "percent": "%"}.get(sc.kind, "nats/token")
+                paired = {} if step == 0 else paired_change(sc.items, first[name].items, sc.kind)
+                w.write(name, sc.value, step, step * 512, n=sc.n, ci_low=sc.ci_low, ci_high=sc.ci_high, unit=unit,
+                        **paired)
+            by_evaluator = {"domain_ppl": ["eval/domain_ppl"], "replay_ppl": ["eval/replay_ppl"],
+                            "general_kl": ["eval/general_kl"], "knowledge_mc": ["eval/qa_mc_acc"],
+                            "ifeval": ["eval/if_prompt_strict"]}
+            for evaluator, names in by_evaluator.items():
+                write_scores(run, evaluator, step, {n: scores[n] for n in names})
+            if step:
+                w.write("train/loss", 3.0 - frac, step, step * 512)
+        w.close()
+        run.write_status("completed", step=steps)
+        run.set_meta(group=group)
+        runs.append(run)
+    write_group(group, home, kind="pilot", role="replay", shares=list(shares), grid={"mix.replay": list(shares)},
+                config=base.to_dict(), runs=[r.id for r in runs])
+    assert Score  # the fixture writes Scores through ratio_score
+    return runs

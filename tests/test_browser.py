@@ -337,3 +337,56 @@ def test_home_shows_the_deciding_columns_at_1280_px(server, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def test_compare_mix_law_view_hover_budget_and_launch_this_mix(server, tmp_path):
+    """A stored pilot group: the Mix law view draws pilots, laws and the recommendation; hovering a pilot point
+    shows its run's config diff; a tighter budget moves the recommended share up; "Launch this mix" opens Launch
+    on the pilot's config."""
+    from run_store import write_pilot_group
+
+    sync_api = pytest.importorskip("playwright.sync_api")
+    url, home = server
+    runs = write_pilot_group(home)
+    with sync_api.sync_playwright() as p:
+        browser, page = open_browser(p, {"width": 1280, "height": 900})
+        try:
+            page.goto(f"{url}/Compare")
+            wait_until(lambda: trace_points(page, "general KL pilots") == 5, 90, "the Mix law chart's pilot points")
+            settle(page)
+            hover = page.evaluate("""() => {
+                for (const el of document.querySelectorAll('.js-plotly-plot')) {
+                    const i = (el._fullData || []).findIndex(d => d.name === 'general KL pilots');
+                    if (i >= 0) {
+                        window.Plotly.Fx.hover(el, [{curveNumber: i, pointNumber: 3}], el._fullData[i].xaxis + el._fullData[i].yaxis);
+                        const label = el.querySelector('.hoverlayer');
+                        return label ? label.textContent : '';
+                    }
+                }
+                return null;
+            }""")
+            assert runs[3].id in hover and "mix.replay 0.4 (base 0.1)" in hover, hover
+            assert trace_points(page, "recommended") == 1
+            share = lambda: page.locator("[data-testid=stMetric]").filter(  # noqa: E731
+                has_text="recommended replay share").locator("[data-testid=stMetricValue]").inner_text()
+            wait_until(lambda: share() != "", 30, "the recommended share")
+            before = float(share())
+            fill_number(page, "largest KL (nats/token)", "0.03")
+            wait_until(lambda: float(share()) > before, 30, "a higher replay share for a tighter KL budget")
+            settle(page)
+            page.get_by_role("button", name="Launch this mix").click()
+            page.get_by_text("Launch a run").wait_for(timeout=60_000)
+            settle(page)
+            start = page.get_by_test_id("stSelectbox").first
+            assert "pilot: pilot-fixture" in start.inner_text() + " ".join(
+                start.locator("input").evaluate_all("els => els.map(e => e.value)")), start.inner_html()[:2000]
+            saved = json.loads((home / "groups" / "pilot-fixture" / "mixlaw.json").read_text())
+            assert saved["recommendations"][-1]["budget"] == {"eval/general_kl": 0.03}
+            replay = page.get_by_test_id("stSlider").nth(1).inner_text()
+            shown = float(re.search(r"\d+\.\d\d", replay).group())  # the sliders move in half points
+            assert shown == pytest.approx(100 * saved["recommendations"][-1]["mix"]["replay"], abs=0.5), replay
+        except BaseException:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

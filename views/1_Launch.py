@@ -16,7 +16,7 @@ from cptcore.config import EVALUATORS, ROLES, ConfigError, RunConfig
 from cptcore.data.heldout import describe_sources
 from cptcore.data.sources import DataError
 from cptcore.plan import counter_for, plan as make_plan
-from cptcore.runs import cpt_home, launch, sweep
+from cptcore.runs import RunError, cpt_home, launch, sweep
 from cptcore.tokenizer import download_tokenizer
 
 st.set_page_config(page_title="Launch · CPT Studio", page_icon=":material/rocket_launch:", layout="wide")
@@ -25,10 +25,9 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def base_config() -> RunConfig:
-    path = forms.presets(EXPERIMENTS).get(st.session_state.get("launch_recipe"))
     try:
-        return RunConfig.load(path) if path else RunConfig()
-    except ConfigError as e:
+        return forms.start_config(st.session_state.get("launch_recipe"), EXPERIMENTS, HOME)
+    except (ConfigError, RunError) as e:
         st.error(str(e))
         return RunConfig()
 
@@ -95,8 +94,9 @@ def rebalance(changed: str) -> None:
 
 
 st.title("Launch a run")
-st.selectbox("Start from", list(forms.presets(EXPERIMENTS)), key="launch_recipe", on_change=load_preset,
-             help="A preset: a YAML file from experiments/ (the same files `cpt train` runs).")
+st.selectbox("Start from", forms.start_points(EXPERIMENTS, HOME), key="launch_recipe", on_change=load_preset,
+             help="A preset: a YAML file from experiments/ (the same files `cpt train` runs), or the config a "
+             "pilot sweep ran (pilot: GROUP), which Compare's Mix law view launches with its recommended mix.")
 
 c1, c2 = st.columns(2)
 with c1:
@@ -260,19 +260,31 @@ def plan_and_launch() -> None:
     if b2.button("Save to CPT_HOME/configs", key="save_yaml"):
         path = cfg.save(HOME / "configs" / forms.config_file_name(cfg.name))
         st.success(f"Saved {path}. Run it with: cpt train {path}")
-    with b3.expander("Queue sweep (grid over mix and LR)"):
+    with b3.expander("Queue sweep (grid over mix and LR, or a pilot for the mix law)"):
+        kind = st.radio("kind", ["grid", "pilot"], horizontal=True, key="sweep_kind",
+                        format_func={"grid": "grid: shares x LRs", "pilot": "pilot: one share (mix law)"}.get,
+                        help="A pilot varies one share and nothing else; Compare's Mix law view fits a law on it "
+                        "and recommends a share within a forgetting budget (same as cpt sweep --pilot).")
         role = st.selectbox("vary the share of", ["replay", "domain", "instruct"], key="sweep_role")
-        shares = st.text_input("shares", "0.05, 0.10, 0.25", key="sweep_shares",
-                               help="Comma-separated fractions; the other two roles are rescaled to keep the sum 1.")
-        lrs = st.text_input("learning rates", f"{fmt.lr(cfg.train.lr)}, {fmt.lr(cfg.train.lr * 2)}", key="sweep_lrs")
-        if st.button("Queue sweep", key="sweep"):
+        pilot = kind == "pilot"
+        shares = st.text_input("shares", "0, 0.05, 0.1, 0.2, 0.4" if pilot else "0.05, 0.10, 0.25",
+                               key="pilot_shares" if pilot else "sweep_shares",
+                               help="Comma-separated fractions; the other two roles are rescaled to keep the sum 1."
+                               + (" At least 4 for a pilot; 5 are better." if pilot else ""))
+        lrs = None if pilot else st.text_input("learning rates", f"{fmt.lr(cfg.train.lr)}, {fmt.lr(cfg.train.lr * 2)}",
+                                               key="sweep_lrs")
+        if st.button("Queue pilot" if pilot else "Queue sweep", key="sweep"):
             try:
-                grid = sweep.parse_grid([f"mix.{role}={shares}", f"train.lr={lrs}"])
-                group, queued = sweep.sweep(cfg, grid, HOME)
-            except (ConfigError, ValueError) as e:
+                if pilot:
+                    group, queued = sweep.sweep(cfg, {}, HOME, pilot=sweep.parse_pilot(f"{role}={shares}"))
+                else:
+                    grid = sweep.parse_grid([f"mix.{role}={shares}", f"train.lr={lrs}"])
+                    group, queued = sweep.sweep(cfg, grid, HOME)
+            except (ConfigError, RunError, ValueError) as e:
                 st.error(str(e))
             else:
-                st.success(f"Queued {len(queued)} runs as group {group}; they run one after another.")
+                st.success(f"Queued {len(queued)} runs as group {group}; they run one after another."
+                           + (" Compare's Mix law view fits them as they finish." if pilot else ""))
 
 
 plan_and_launch()

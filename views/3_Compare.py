@@ -2,8 +2,10 @@
 Pareto frontier, the config diff, paired per-item results of any evaluator, and exports."""
 import streamlit as st
 
-from cptcore import charts, compare, frames
-from cptcore.runs import Run, cpt_home, list_runs, newest_first
+from cptcore import charts, compare, fmt, forms, frames, mixlaw
+from cptcore.config import ConfigError
+from cptcore.runs import Run, RunError, cpt_home, list_runs, newest_first, sweep
+from cptcore.runs.groups import list_groups
 
 st.set_page_config(page_title="Compare · CPT Studio", page_icon=":material/compare_arrows:", layout="wide")
 HOME = cpt_home()
@@ -92,6 +94,109 @@ else:
     missing = [rid for rid in chosen if rid not in plotted]
     if missing:
         st.caption(f"Not shown (no {xm} and {ym} at a common step): {', '.join(missing)}")
+
+# --- mix law ------------------------------------------------------------------------------------
+st.subheader("Mix law: which share, within a forgetting budget?")
+pilots = list_groups(HOME, "pilot")
+if not pilots:
+    st.caption("A pilot sweep is 4-6 short runs that differ only in one share; the Mix law view fits a law of that "
+               "share and tokens seen to their evaluations and recommends a share. Queue one from a selected run's "
+               "config (or: cpt sweep CONFIG --pilot replay=0,0.05,0.1,0.2,0.4).")
+else:
+    in_selection = [g for g in pilots if any(r.meta().get("group") == g for r in chosen_runs)]
+    group = st.selectbox("pilot group", pilots, index=pilots.index(in_selection[0]) if in_selection else 0,
+                         key="mixlaw_group")
+    try:
+        result = mixlaw.fit_group(group, HOME)
+    except (mixlaw.MixLawError, RunError, ConfigError) as e:
+        result = None
+        st.info(str(e))
+    if result is not None:
+        fits = result["fits"]
+        objectives = [m for m in mixlaw.DOMAIN if m in fits]
+        budgets = sorted((m for m in mixlaw.RETENTION if m in fits), key=lambda m: not fits[m]["usable"])
+        m1, m2, m3 = st.columns([2, 2, 1])
+        objective = m1.selectbox("maximize", objectives, key="mixlaw_objective", format_func=frames.gain_label,
+                                 index=objectives.index(mixlaw.default_objective(fits))
+                                 if mixlaw.default_objective(fits) in objectives else 0) if objectives else None
+        budget_metric = m2.selectbox("forgetting budget on", budgets, key="mixlaw_budget_metric",
+                                     format_func=frames.gain_label) if budgets else None
+        limit = m3.number_input(mixlaw.budget_label(budget_metric) if budget_metric else "budget", min_value=0.0,
+                                value=mixlaw.DEFAULT_BUDGETS.get(budget_metric, 1.0), format="%g",
+                                key=f"mixlaw_limit_{budget_metric}", disabled=budget_metric is None,
+                                help="The largest decline allowed, in the gain unit of the dashboard: points for "
+                                "IFEval, nats/token for general KL, % rise for perplexities. It must hold at the "
+                                "pessimistic end of the prediction's 95% interval.")
+        budget = {budget_metric: float(limit)} if budget_metric else {}
+        if objective is None:
+            st.info("The pilots evaluated no domain metric (domain_ppl or knowledge_mc), so there is nothing to "
+                    "maximize.")
+            rec = None
+        else:
+            rec = mixlaw.recommend(fits, result["shares"], objective, budget)
+        done = sum(r["status"] == "completed" for r in result["runs"])
+        if done < len(result["runs"]):
+            st.info(f"{done} of {len(result['runs'])} pilot runs have completed; the fit uses the evaluations "
+                    "written so far and refits as they finish.")
+        if rec is not None and rec["share"] is not None:
+            rec["mix"] = mixlaw.recommended_mix(result, rec["share"])
+            p = rec["predictions"]
+            r1, r2, r3 = st.columns(3)
+            r1.metric(f"recommended {result['role']} share", f"{rec['share']:.3g}",
+                      help="The share in the pilots' range with the highest predicted gain of the maximized metric "
+                      "whose budget holds at the pessimistic end of its 95% interval. Mix domain/replay/instruct: "
+                      + "/".join(f"{100 * rec['mix'][k]:.1f}" for k in ("domain", "replay", "instruct")) + " %.")
+            r2.metric(f"predicted {frames.label(objective)}",
+                      f"{frames.format_gain(objective, p[objective]['gain'])} {frames.gain_unit(objective)}",
+                      help=f"95% interval {frames.format_gain(objective, p[objective]['low'])} .. "
+                      f"{frames.format_gain(objective, p[objective]['high'])}, gain from step 0 at "
+                      f"{fmt.tokens(result['tokens_ref'])} tokens (the pilots' length).")
+            if budget_metric:
+                r3.metric(f"predicted {frames.label(budget_metric)}",
+                          f"{frames.format_gain(budget_metric, p[budget_metric]['gain'])} "
+                          f"{frames.gain_unit(budget_metric)}",
+                          help=f"95% interval {frames.format_gain(budget_metric, p[budget_metric]['low'])} .. "
+                          f"{frames.format_gain(budget_metric, p[budget_metric]['high'])}; budget: "
+                          f"{mixlaw.budget_text(budget_metric, limit)}.")
+            st.caption("Predicted at the recommended share (gain from step 0, 95% interval from refits on redrawn "
+                       "items and runs): " + "; ".join(
+                           f"{frames.label(m)} {frames.gain_text(m, v['gain'], v['low'], v['high'])}".replace(
+                               "paired 95% CI", "95%") if v["usable"] else f"{frames.label(m)}: no prediction (law "
+                           "refused)" for m, v in p.items()) + ".")
+            if st.button("Launch this mix", type="primary", key="mixlaw_launch",
+                         help="Fills the Launch page with the pilots' config and the recommended mix, and saves this "
+                         "recommendation with the group (groups/GROUP/mixlaw.json)."):
+                _, saved = mixlaw.advise(group, HOME, objective, budget)
+                st.session_state.update(forms.mixlaw_form(group, saved["mix"],
+                                                          mixlaw.recommended_config(result, saved).name))
+                st.switch_page("views/1_Launch.py")
+        elif rec is not None:
+            st.warning("No recommendation: " + " ".join(rec["refused"]))
+        mixlaw_fig = charts.mixlaw_figure(result, rec, compare.pilot_hover(
+            result, {r.id: r for r in list_runs(HOME)}), revision=f"mixlaw:{group}")
+        st.plotly_chart(mixlaw_fig, key="mixlaw_chart")
+        st.caption("Points: each pilot run's last evaluation, its gain from step 0 with the 95% paired CI; lines: "
+                   "the law fitted on every evaluation of every run, at the pilots' token count, with its 95% "
+                   "bootstrap band; grey dashed: a law refused as no better than the noise. Red dashed: the budget; "
+                   "dotted: the recommended share. Hover a point for its run's config diff.")
+        st.dataframe(mixlaw.fit_table(result), hide_index=True, width="stretch", key="mixlaw_table")
+        st.caption("A law is usable when its share effect's 95% interval excludes 0 and it predicts a left-out run "
+                   "better than the share-free law; the noise is the median half-width of the pilots' paired 95% "
+                   f"CIs. The law: {mixlaw.LAW_TEXT}.")
+with st.expander("Queue a pilot sweep from a selected run's config"):
+    q1, q2, q3 = st.columns([2, 1, 2])
+    source = q1.selectbox("config of", chosen, key="pilot_source")
+    prole = q2.selectbox("vary the share of", ["replay", "domain", "instruct"], key="pilot_role")
+    pshares = q3.text_input("shares", "0, 0.05, 0.1, 0.2, 0.4", key="pilot_shares_compare",
+                            help="At least 4 (5 are better); the other roles are rescaled to keep the sum 1.")
+    if st.button("Queue pilot", key="pilot_queue"):
+        try:
+            pgroup, queued = sweep.sweep(Run.open(HOME, source).config(), {}, HOME,
+                                         pilot=sweep.parse_pilot(f"{prole}={pshares}"))
+        except (ConfigError, RunError, ValueError) as e:
+            st.error(str(e))
+        else:
+            st.success(f"Queued {len(queued)} runs as pilot group {pgroup}; they run one after another.")
 
 # --- config diff --------------------------------------------------------------------------------
 st.subheader("Config diff")
