@@ -161,6 +161,12 @@ class Points:
         return law_value(ratio, base, self.kind, self.metric)
 
 
+    def select(self, mask: np.ndarray) -> "Points":
+        """The points where mask is True (e.g. every run but one, for a held-out check)."""
+        return Points(self.metric, self.kind, *(getattr(self, f)[mask] for f in (
+            "run", "share", "tokens", "step", "num", "den", "base_num", "base_den")))
+
+
 @dataclass
 class PilotData:
     group: str
@@ -357,16 +363,18 @@ def budget_floor(metric: str, limit: float) -> float:
 
 
 def recommend(fits: dict[str, dict], shares: list[float], objective: str, budget: dict[str, float],
-              s: float = 1.0) -> dict:
+              s: float = 1.0, skipped: dict[str, str] | None = None) -> dict:
     """The share in [min, max] of the pilots' shares that maximizes the objective's predicted gain with every
-    budget met at the pessimistic end of its 95% interval; or a refusal with its reason."""
+    budget met at the pessimistic end of its 95% interval; or a refusal with its reason (`skipped`: why a metric
+    has no fit)."""
     objective, budget = full(objective), {full(m): float(v) for m, v in budget.items()}
     grid = np.linspace(min(shares), max(shares), SHARE_GRID_POINTS)
     out = {"objective": objective, "budget": budget, "s": s, "share": None, "refused": [], "predictions": {}}
     for metric in [objective, *budget]:
         fit = fits.get(metric)
         if fit is None:
-            out["refused"].append(f"{short(metric)} was not fitted (not evaluated by the pilots)")
+            why = (skipped or {}).get(metric, "not evaluated by the pilots")
+            out["refused"].append(f"{short(metric)} has no law yet: {why}")
         elif not fit["usable"]:
             out["refused"].append(f"{short(metric)}: " + "; ".join(fit["reasons"]))
     if out["refused"]:
@@ -424,7 +432,14 @@ def fit_group(group: str, home: Path | str | None = None, n_boot: int = N_BOOT, 
     if not data.points:
         raise MixLawError(f"group {group}: no pilot run has an evaluation after step 0 yet "
                           f"({', '.join(r['status'] or '?' for r in data.runs)})")
-    fits = {m: fit_metric(p, data.tokens_ref, n_boot, seed) for m, p in data.points.items()}
+    fits = {}
+    for metric, points in data.points.items():
+        seen = len(np.unique(points.share))
+        if seen < MIN_SHARES:
+            data.skipped[metric] = (f"evaluated after step 0 at {seen} of {len(shares)} shares so far; the law needs "
+                                    f"at least {MIN_SHARES}")
+        else:
+            fits[metric] = fit_metric(points, data.tokens_ref, n_boot, seed)
     result = {"group": group, "role": data.role, "created": time.time(), "stamp": stamp, "n_boot": n_boot,
               "seed": seed, "runs": data.runs, "shares": shares, "tokens_ref": data.tokens_ref,
               "base_config": read_group(group, home).get("config"), "fits": fits, "skipped": data.skipped,
@@ -456,7 +471,7 @@ def advise(group: str, home: Path | str | None = None, objective: str | None = N
 
     result = fit_group(group, home)
     rec = recommend(result["fits"], result["shares"], objective or default_objective(result["fits"]),
-                    budget or {})
+                    budget or {}, skipped=result.get("skipped"))
     if rec["share"] is not None:
         rec["mix"] = recommended_mix(result, rec["share"])
     if record:

@@ -121,3 +121,14 @@ def test_a_pilot_is_queued_from_compare_and_from_launch(no_spawn):
     at.text_input(key="pilot_shares").set_value("0, 0.2").run()
     at.button(key="sweep").click().run()
     assert any("a mixing law needs at least 4" in e.value for e in at.error) and len(no_spawn) == 9
+
+
+def test_a_pilot_with_too_few_finished_shares_says_what_it_waits_for(pilot):
+    import shutil
+
+    for run in pilot[2:]:
+        shutil.rmtree(run.dir / "eval")  # three runs have not evaluated yet
+    at = compare_page()
+    assert any("No law yet for pilot group pilot-fixture" in i.value and "at 2 of 5 shares so far" in i.value
+               for i in at.info)
+    assert not [c for c in at.get("plotly_chart") if "Mix law" in c.proto.spec]

@@ -111,6 +111,10 @@ else:
     except (mixlaw.MixLawError, RunError, ConfigError) as e:
         result = None
         st.info(str(e))
+    if result is not None and not result["fits"]:
+        st.info(f"No law yet for pilot group {group}: " + "; ".join(
+            f"{frames.label(m)}: {why}" for m, why in result["skipped"].items()) + ". Compare refits as runs finish.")
+        result = None
     if result is not None:
         fits = result["fits"]
         objectives = [m for m in mixlaw.DOMAIN if m in fits]
@@ -133,7 +137,7 @@ else:
                     "maximize.")
             rec = None
         else:
-            rec = mixlaw.recommend(fits, result["shares"], objective, budget)
+            rec = mixlaw.recommend(fits, result["shares"], objective, budget, skipped=result.get("skipped"))
         done = sum(r["status"] == "completed" for r in result["runs"])
         if done < len(result["runs"]):
             st.info(f"{done} of {len(result['runs'])} pilot runs have completed; the fit uses the evaluations "
