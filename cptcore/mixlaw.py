@@ -160,7 +160,6 @@ class Points:
             base = self.base_num[..., idx].sum(-1) / self.base_den[..., idx].sum(-1)
         return law_value(ratio, base, self.kind, self.metric)
 
-
     def select(self, mask: np.ndarray) -> "Points":
         """The points where mask is True (e.g. every run but one, for a held-out check)."""
         return Points(self.metric, self.kind, *(getattr(self, f)[mask] for f in (
@@ -175,11 +174,13 @@ class PilotData:
     points: dict[str, Points] = field(default_factory=dict)
     tokens_ref: float = 0.0
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it is not fitted
+    warnings: list[str] = field(default_factory=list)  # pilots that are not comparable (different evaluation data)
 
 
 def collect(group: str, home: Path | str | None = None, metrics=LAW_METRICS) -> PilotData:
     """Read a pilot group's runs: shares from their configs, items from eval/*-stepN.scores.json, tokens from
     the metric stream."""
+    from .compare import measured_on
     from .evaluate.suite import load_scores
     from .frames import load_metrics
     from .runs.groups import group_runs, read_group
@@ -191,6 +192,8 @@ def collect(group: str, home: Path | str | None = None, metrics=LAW_METRICS) -> 
     role = record["role"]
     runs = group_runs(group, home)
     data = PilotData(group, role, [])
+    data.warnings = [f"{line}: a pilot's runs must evaluate the same data" for line in measured_on(
+        [r for r in runs if r.manifest().get("evaluations")])[1]]  # runs still queued have measured nothing yet
     rows: dict[str, list] = {m: [] for m in metrics}
     for i, run in enumerate(runs):
         cfg = run.config()
@@ -443,6 +446,7 @@ def fit_group(group: str, home: Path | str | None = None, n_boot: int = N_BOOT, 
     result = {"group": group, "role": data.role, "created": time.time(), "stamp": stamp, "n_boot": n_boot,
               "seed": seed, "runs": data.runs, "shares": shares, "tokens_ref": data.tokens_ref,
               "base_config": read_group(group, home).get("config"), "fits": fits, "skipped": data.skipped,
+              "warnings": data.warnings,
               "recommendations": cached.get("recommendations", []) if cached.get("group") == group else []}
     save(result, path)
     return result
@@ -520,7 +524,7 @@ def report_lines(result: dict, rec: dict) -> list[str]:
     done = sum(r["status"] == "completed" for r in runs)
     lines = [f"pilot {result['group']}: {result['role']} at {', '.join(f'{s:g}' for s in result['shares'])} "
              f"({len(runs)} runs, {done} completed); s = tokens / {fmt.tokens(result['tokens_ref'])} "
-             f"(the pilots' last evaluation)", ""]
+             f"(the pilots' last evaluation)", *(f"warning: {w}" for w in result.get("warnings", [])), ""]
     lines.append(f"{'METRIC':22} {'GAIN UNIT':28} {'LOO-RUN ERR':>11} {'NOISE ±':>8} {'NO-SHARE ERR':>12}  "
                  f"{'SHARE EFFECT (95% CI)':28} VERDICT")
     for metric, fit in result["fits"].items():

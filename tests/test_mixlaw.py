@@ -211,3 +211,13 @@ def test_cpt_mixlaw_refuses_a_plain_sweep_group(tiny_cfg, no_spawn, capsys):
     assert main(["sweep", str(path), "--grid", "train.lr=1e-3,2e-3", "--name", "lrs"]) == 0
     assert main(["mixlaw", "lrs"]) == 2
     assert "not a pilot" in capsys.readouterr().err
+
+
+def test_pilots_that_evaluated_different_data_are_flagged(pilot, capsys, monkeypatch):
+    runs = list_runs(pilot)
+    for i, r in enumerate(runs):
+        r.write_manifest({"evaluations": {"domain_ppl": "16 held-out documents" if i else "your file a.jsonl"}})
+    monkeypatch.setenv("CPT_HOME", str(pilot))
+    assert main(["mixlaw", "pilot-fixture"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: domain_ppl measures different data" in out and "must evaluate the same data" in out

@@ -111,6 +111,8 @@ else:
     except (mixlaw.MixLawError, RunError, ConfigError) as e:
         result = None
         st.info(str(e))
+    for line in (result or {}).get("warnings", []):
+        st.warning(line)
     if result is not None and not result["fits"]:
         st.info(f"No law yet for pilot group {group}: " + "; ".join(
             f"{frames.label(m)}: {why}" for m, why in result["skipped"].items()) + ". Compare refits as runs finish.")
