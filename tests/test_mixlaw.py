@@ -221,3 +221,11 @@ def test_pilots_that_evaluated_different_data_are_flagged(pilot, capsys, monkeyp
     assert main(["mixlaw", "pilot-fixture"]) == 0
     out = capsys.readouterr().out
     assert "warning: domain_ppl measures different data" in out and "must evaluate the same data" in out
+
+
+def test_a_pilot_with_a_grid_is_refused(tiny_cfg, no_spawn, capsys):
+    path = tiny_cfg.save(cpt_home() / "configs" / "tiny.yaml")
+    assert main(["sweep", str(path), "--pilot", "replay=0,0.1,0.2,0.4", "--grid", "train.lr=1e-3,2e-3"]) == 2
+    assert "--pilot varies one share and nothing else" in capsys.readouterr().err and no_spawn == []
+    assert main(["sweep", str(path)]) == 2
+    assert "give --grid" in capsys.readouterr().err

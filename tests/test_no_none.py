@@ -138,6 +138,20 @@ def test_compare_shows_no_none_or_nan(store):
     assert findings(open_page("views/3_Compare.py", {"compare_runs": ids[:2]})) == []
 
 
+def test_the_mix_law_view_and_its_launch_show_no_none_or_nan(store):
+    from run_store import write_pilot_group
+
+    write_pilot_group(Path(__import__("os").environ["CPT_HOME"]))
+    at = open_page("views/3_Compare.py")
+    assert any("Mix law" in c.proto.spec for c in at.get("plotly_chart"))
+    assert findings(at) == []
+    at.selectbox(key="mixlaw_budget_metric").set_value("eval/if_prompt_strict").run()  # refused: no share
+    assert findings(at) == []
+    at.switch_page("views/1_Launch.py").run()
+    at.selectbox(key="launch_recipe").set_value("pilot: pilot-fixture").run()
+    assert findings(at) == []
+
+
 def test_data_shows_no_none_or_nan(store):
     assert findings(open_page("views/4_Data.py")) == []
 
