@@ -583,8 +583,8 @@ def mixlaw_figure(result: dict, rec: dict | None = None, hover: dict[str, str] |
             floor = mixlaw.budget_floor(name, budget[name])
             shapes.append(_hline(floor, "#d62728", "dash", xref=f"x{axis}", yref=f"y{axis}"))
             layout.setdefault("annotations", []).append(dict(
-                x=1, xref=f"x{axis} domain", y=floor, yref=f"y{axis}", xanchor="right", yanchor="bottom",
-                text=f"budget: {mixlaw.budget_text(name, budget[name])}", showarrow=False,
+                x=1, xref=f"x{axis} domain", y=floor, yref=f"y{axis}", xanchor="right", yanchor="top",
+                text="budget", hovertext=mixlaw.budget_text(name, budget[name]), showarrow=False,
                 font=dict(size=10, color="#d62728")))
         if rec.get("share") is not None:
             shapes.append(dict(type="line", xref=f"x{axis}", x0=rec["share"], x1=rec["share"],
