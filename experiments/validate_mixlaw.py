@@ -2,6 +2,7 @@
 
     python experiments/validate_mixlaw.py                     # runs the pilot (5 demo runs, ~50 min on 2 cores)
     python experiments/validate_mixlaw.py --group GROUP       # analyse a pilot group that already ran
+    python experiments/validate_mixlaw.py --group GROUP --recommended RUN   # and a run of the recommended mix
 
 The pilot is experiments/demo.yaml (the embedded SmolLM2-135M-Instruct, the bundled data) at replay shares
 0, 0.1, 0.2, 0.4 and 0.6 (domain and instruct rescaled), each run evaluated at steps 7, 14, 21 and 28 (forward
@@ -86,6 +87,44 @@ def fold_rows(data: M.PilotData, held_share: float) -> list[dict]:
     return rows
 
 
+def run_points(run, metric: str) -> M.Points | None:
+    """One run's last evaluation of a metric as Points (paired with its own step 0), for measured()."""
+    from cptcore.evaluate.suite import load_scores
+
+    steps = sorted(int(p.name.rsplit("-step", 1)[1][:6]) for p in (run.dir / "eval").glob("*-step*.scores.json"))
+    base = load_scores(run.dir / "eval", 0).get(metric)
+    last = next((st for st in reversed(steps) if st and metric in load_scores(run.dir / "eval", st)), None)
+    if base is None or last is None:
+        return None
+    now, kind = load_scores(run.dir / "eval", last)[metric]
+    ids = [k for k in now if k in base[0]]
+    row = lambda items, j: np.array([[float(items[k][j]) for k in ids]])  # noqa: E731
+    tokens = next((r["tokens"] for r in run.read_metrics() if r.get("name") == metric and r.get("step") == last), 0)
+    return M.Points(metric, kind, np.array([0]), np.array([0.0]), np.array([float(tokens)]), np.array([last]),
+                    row(now, 0), row(now, 1), row(base[0], 0), row(base[0], 1))
+
+
+def recommended_rows(result: dict, rec: dict, run) -> list[str]:
+    """The recommended mix, run for real: every usable law's prediction against the run's measurement."""
+    lines = [f"{'METRIC':18} {'UNIT':26} {'PREDICTED (95% interval)':28} {'MEASURED (95% paired CI)':28} "
+             f"{'ERROR':>8} {'INSIDE':>6}"]
+    for metric, fit in result["fits"].items():
+        points = run_points(run, metric)
+        if points is None:
+            continue
+        tokens, gain, lo, hi = measured(points, np.ones(1, dtype=bool))
+        if not fit["usable"]:
+            lines.append(f"{M.short(metric):18} {gain_unit(metric)[:26]:26} {'(law refused: no prediction)':28} "
+                         f"{gain:+.3g} ({lo:+.3g} .. {hi:+.3g})")
+            continue
+        pred = M.predict(fit, rec["share"], tokens / result["tokens_ref"])
+        p, plo, phi = float(pred["gain"][0]), float(pred["low"][0]), float(pred["high"][0])
+        lines.append(f"{M.short(metric):18} {gain_unit(metric)[:26]:26} {f'{p:+.3g} ({plo:+.3g} .. {phi:+.3g})':28} "
+                     f"{f'{gain:+.3g} ({lo:+.3g} .. {hi:+.3g})':28} {p - gain:+8.3g} "
+                     f"{'yes' if plo <= gain <= phi else 'NO':>6}")
+    return lines
+
+
 def table(data: M.PilotData) -> list[str]:
     lines = [f"{'FOLD (left-out replay)':26} {'METRIC':18} {'UNIT':26} {'PREDICTED (95% interval)':28} "
              f"{'MEASURED (95% paired CI)':28} {'ERROR':>8} {'INSIDE':>6}  LAW ON 4 PILOTS"]
@@ -115,6 +154,8 @@ def main() -> int:
     ap.add_argument("--group", help="analyse this pilot group instead of running one")
     ap.add_argument("--home", type=Path, default=Path(os.environ.get("CPT_HOME", "runs")), help="CPT_HOME")
     ap.add_argument("--config", type=Path, default=ROOT / "experiments" / "demo.yaml")
+    ap.add_argument("--recommended", metavar="RUN", help="a run of the recommended mix (cpt mixlaw GROUP --budget "
+                    "replay_ppl=5 --launch): print its measurements against the predictions")
     ap.add_argument("--out", type=Path, default=ROOT / "experiments" / "results" / "validate_mixlaw.txt")
     args = ap.parse_args()
     os.environ["CPT_HOME"] = str(args.home)
@@ -126,6 +167,12 @@ def main() -> int:
              "# pilot runs: " + ", ".join(f"{r['id']} (replay {r['share']:g})" for r in data.runs), "",
              "## Held-out share: fit on 4 pilots, predict the 5th", *table(data), "",
              "## All 5 pilots (cpt mixlaw --budget replay_ppl=5)", *M.report_lines(result, rec)]
+    if args.recommended:
+        from cptcore.runs import Run
+
+        run = Run.open(args.home, args.recommended)
+        lines += ["", f"## The recommended mix, run: {run.id} (replay {run.config().mix.replay:g}, status "
+                  f"{run.status().get('status')})", *recommended_rows(result, rec, run)]
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
