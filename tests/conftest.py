@@ -55,6 +55,16 @@ def _isolated_home(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def no_spawn(monkeypatch):
+    """Launch creates the run exactly as in production but starts no training process."""
+    from cptcore.runs import launch
+
+    spawned = []
+    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None, cfg=None: spawned.append(run.id) or 0)
+    return spawned
+
+
+@pytest.fixture
 def slow_steps(monkeypatch):
     """Each step of a launched run takes >= 0.25 s, so the fault lands mid-run however fast the machine is."""
     from cptcore.supervise import STEP_DELAY_ENV

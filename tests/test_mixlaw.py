@@ -122,15 +122,6 @@ def test_a_new_evaluation_refits_and_an_unchanged_group_does_not(pilot):
 
 
 # --- pilot sweep and cpt mixlaw ----------------------------------------------------------------
-@pytest.fixture
-def no_spawn(monkeypatch):
-    from cptcore.runs import launch
-
-    spawned = []
-    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None, cfg=None: spawned.append(run.id) or 0)
-    return spawned
-
-
 def test_a_pilot_sweep_varies_one_share_and_records_the_group(tiny_cfg, no_spawn, capsys):
     path = tiny_cfg.save(cpt_home() / "configs" / "tiny.yaml")
     assert main(["sweep", str(path), "--pilot", "replay=0.4,0,0.1,0.2", "--name", "p1"]) == 0

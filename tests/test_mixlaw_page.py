@@ -24,15 +24,6 @@ def pilot():
     return write_pilot_group(home())
 
 
-@pytest.fixture
-def no_spawn(monkeypatch):
-    from cptcore.runs import launch
-
-    spawned = []
-    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None, cfg=None: spawned.append(run.id) or 0)
-    return spawned
-
-
 def compare_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     at.switch_page("views/3_Compare.py").run()

@@ -62,16 +62,6 @@ def store():
     return a, b
 
 
-@pytest.fixture
-def no_spawn(monkeypatch):
-    """Launch creates the run exactly as in production but starts no training process."""
-    from cptcore.runs import launch
-
-    spawned = []
-    monkeypatch.setattr(launch, "spawn", lambda run, cwd=None, cfg=None: spawned.append(run.id) or 0)
-    return spawned
-
-
 # --- empty store -------------------------------------------------------------------------------
 def test_empty_home_explains_how_to_launch_the_demo():
     at = open_page()
