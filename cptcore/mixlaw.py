@@ -160,6 +160,11 @@ class Points:
             base = self.base_num[..., idx].sum(-1) / self.base_den[..., idx].sum(-1)
         return law_value(ratio, base, self.kind, self.metric)
 
+    def y_boot(self, n_boot: int, rng) -> np.ndarray:
+        """[boot, point]: y on items redrawn with replacement, one draw for every point (changes stay paired)."""
+        n = self.num.shape[-1]
+        return np.stack([self.y(rng.integers(0, n, n)) for _ in range(n_boot)])
+
     def select(self, mask: np.ndarray) -> "Points":
         """The points where mask is True (e.g. every run but one, for a held-out check)."""
         return Points(self.metric, self.kind, *(getattr(self, f)[mask] for f in (
@@ -243,8 +248,7 @@ def fit_metric(points: Points, tokens_ref: float, n_boot: int = N_BOOT, seed: in
     s = points.tokens / tokens_ref
     y = points.y()
     n_items = points.num.shape[-1]
-    item_draws = rng.integers(0, n_items, size=(n_boot, n_items))
-    y_boot = np.stack([points.y(d) for d in item_draws])  # [boot, point]: item noise, paired with step 0
+    y_boot = points.y_boot(n_boot, rng)  # item noise, paired with step 0
     sd = y_boot.std(axis=0)
     var = np.maximum(sd ** 2, max(float(np.median(sd ** 2)) * 0.1, 1e-12))
     w = 1.0 / var
@@ -417,16 +421,15 @@ def fit_group(group: str, home: Path | str | None = None, n_boot: int = N_BOOT, 
     """Every law metric's fit on a pilot group, cached in groups/<group>/mixlaw.json (refit when a run wrote
     anything new)."""
     from .runs.groups import group_path, read_group
+    from .runs.store import cached_file
 
     path = group_path(group, home, "mixlaw.json")
     stamp = _stamp(group, home)
-    try:
-        cached = json.loads(path.read_text())
-        if cached.get("stamp") == json.loads(json.dumps(stamp)) and cached.get("n_boot") == n_boot \
-                and cached.get("seed") == seed:
-            return cached
-    except (OSError, ValueError):
-        cached = {}
+    cached = cached_file(path, json.loads)  # parsed once per size and mtime: Compare reads it on every rerun
+    cached = cached if isinstance(cached, dict) else {}
+    if cached.get("stamp") == json.loads(json.dumps(stamp)) and cached.get("n_boot") == n_boot \
+            and cached.get("seed") == seed:
+        return dict(cached)  # a copy: advise() adds to it before saving
     data = collect(group, home)
     shares = sorted({r["share"] for r in data.runs})
     if len(shares) < MIN_SHARES:

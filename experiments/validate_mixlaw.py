@@ -64,9 +64,7 @@ def measured(points: M.Points, mask: np.ndarray, n_boot: int = M.N_BOOT) -> tupl
     with the same bootstrap the fit uses."""
     last = np.flatnonzero(mask)[np.argmax(points.tokens[mask])]
     one = points.select(np.arange(len(points.run)) == last)
-    rng = np.random.default_rng(0)
-    n = one.num.shape[-1]
-    boot = M.to_gain(np.stack([one.y(rng.integers(0, n, n)) for _ in range(n_boot)])[:, 0], one.kind)
+    boot = M.to_gain(one.y_boot(n_boot, np.random.default_rng(0))[:, 0], one.kind)
     return (float(one.tokens[0]), float(M.to_gain(one.y(), one.kind)[0]), float(np.percentile(boot, 2.5)),
             float(np.percentile(boot, 97.5)))
 
