@@ -620,7 +620,8 @@ def fit_table(result: dict):
                      "leave-one-run-out error": fit["loro"], "noise (±, paired 95% CI)": fit["noise"],
                      "share-free law's error": fit["loro_null"], "share effect": fit["effect"],
                      "effect 95% CI": f"{fit['effect_ci'][0]:+.3g} .. {fit['effect_ci'][1]:+.3g}",
-                     "points": fit["n_points"], "verdict": "usable" if fit["usable"] else
+                     "n runs": fit["n_runs"], "n evaluations": fit["n_points"], "n items": fit["n_items"],
+                     "verdict": "usable" if fit["usable"] else
                      "refused: " + "; ".join(fit["reasons"])})
     return pd.DataFrame(rows)
 def curves(result: dict, points: int = 61, s: float = 1.0) -> dict:

@@ -61,6 +61,10 @@ def test_the_mix_law_view_shows_pilots_laws_budget_and_the_recommended_share(pil
     assert any(t.get("name") == "recommended" for t in fig["data"])
     table = next(d.value for d in at.dataframe if "verdict" in d.value.columns and "law" in d.value.columns)
     assert list(table["verdict"].str.startswith("refused")) == [False, False, True, False, False]
+    assert list(table["n runs"]) == [5] * 5 and list(table["n items"]) == [60] * 5
+    assert list(table["n evaluations"]) == [10] * 5  # steps 10 and 20 of each run
+    card = next(m for m in at.metric if m.label == "predicted QA multiple-choice accuracy")
+    assert "law fitted on 10 evaluations of 5 pilot runs, 60 items each" in card.help
 
 
 def test_a_budget_on_a_metric_the_law_cannot_predict_says_why(pilot):

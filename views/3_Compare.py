@@ -152,18 +152,20 @@ else:
                       help="The share in the pilots' range with the highest predicted gain of the maximized metric "
                       "whose budget holds at the pessimistic end of its 95% interval. Mix domain/replay/instruct: "
                       + "/".join(f"{100 * rec['mix'][k]:.1f}" for k in ("domain", "replay", "instruct")) + " %.")
+            n_of = lambda m: (f"law fitted on {fits[m]['n_points']} evaluations of {fits[m]['n_runs']} pilot "  # noqa: E731
+                              f"runs, {fits[m]['n_items']} items each")
             r2.metric(f"predicted {frames.label(objective)}",
                       f"{frames.format_gain(objective, p[objective]['gain'])} {frames.gain_unit(objective)}",
                       help=f"95% interval {frames.format_gain(objective, p[objective]['low'])} .. "
                       f"{frames.format_gain(objective, p[objective]['high'])}, gain from step 0 at "
-                      f"{fmt.tokens(result['tokens_ref'])} tokens (the pilots' length).")
+                      f"{fmt.tokens(result['tokens_ref'])} tokens (the pilots' length); {n_of(objective)}.")
             if budget_metric:
                 r3.metric(f"predicted {frames.label(budget_metric)}",
                           f"{frames.format_gain(budget_metric, p[budget_metric]['gain'])} "
                           f"{frames.gain_unit(budget_metric)}",
                           help=f"95% interval {frames.format_gain(budget_metric, p[budget_metric]['low'])} .. "
                           f"{frames.format_gain(budget_metric, p[budget_metric]['high'])}; budget: "
-                          f"{mixlaw.budget_text(budget_metric, limit)}.")
+                          f"{mixlaw.budget_text(budget_metric, limit)}; {n_of(budget_metric)}.")
             st.caption("Predicted at the recommended share (gain from step 0, 95% interval from refits on redrawn "
                        "items and runs): " + "; ".join(
                            f"{frames.label(m)} {frames.gain_text(m, v['gain'], v['low'], v['high'])}".replace(
